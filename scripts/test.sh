@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Set up, then run every check: ruff, the pytest suite, `sdesolve verify --quick`, the docs build and the
+# quick benchmarks. With CI=true (or SLOW=1) the slow convergence studies run too.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export MPLBACKEND=Agg
+.venv/bin/ruff check .
+if [ "${CI:-}" = "true" ] || [ "${SLOW:-}" = "1" ]; then marker="slow or not slow"; else marker="not slow"; fi
+.venv/bin/python -m pytest -q -m "$marker" -p no:cacheprovider
+if [ -f sdesolve/verify.py ]; then .venv/bin/sdesolve verify --quick; fi
+if [ -f mkdocs.yml ]; then .venv/bin/mkdocs build --strict -q -d "$(mktemp -d)"; fi
+if [ -d benchmarks ]; then .venv/bin/python -m benchmarks --quick; fi

@@ -1,0 +1,106 @@
+r"""Time grids for reverse-time sampling, from ``T`` down to ``eps``.
+
+Each grid has ``steps + 1`` points (``steps`` intervals), strictly decreasing, with exact end points.
+Noise-level grids are built in EDM's noise level $\tilde\sigma(t) = \sigma(t)/\alpha(t)$
+(Karras et al. 2022, eq. 4: $x_t/\alpha_t = x_0 + \tilde\sigma z$), which is $\sigma(t)$ for VE, and mapped
+back to t by bisection (every SDE here has $\tilde\sigma$ increasing in t).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ._utils import check_choice, check_int, check_positive
+from .sde import SDE, LinearSDE
+
+__all__ = ["uniform_grid", "log_sigma_grid", "karras_grid", "make_grid", "GRIDS", "noise_level"]
+
+
+def _check(sde: SDE, steps: int, eps: float) -> tuple[int, float]:
+    steps = check_int("steps", steps)
+    eps = check_positive("eps", eps)
+    if eps >= sde.T:
+        raise ValueError(f"eps must be < T={sde.T}, got eps={eps!r}")
+    return steps, eps
+
+
+def uniform_grid(sde: SDE, steps: int, eps: float = 1e-3, device=None, dtype=None) -> Tensor:
+    r"""$t_i = T + \tfrac iN(\varepsilon - T)$, $i = 0..N$: the grid of score_sde with true spacing."""
+    steps, eps = _check(sde, steps, eps)
+    return torch.linspace(sde.T, eps, steps + 1, device=device, dtype=dtype or torch.get_default_dtype())
+
+
+def noise_level(sde: LinearSDE, t: Tensor) -> Tensor:
+    r"""EDM noise level $\tilde\sigma(t) = \sigma(t)/\alpha(t)$."""
+    return sde.std(t) / sde.mean_coeff(t)
+
+
+def _times_for_levels(sde: LinearSDE, levels: Tensor, eps: float, iters: int = 64) -> Tensor:
+    """Invert the increasing map t -> noise_level(t) on [eps, T] by vectorised bisection (float64)."""
+    lo = torch.full_like(levels, eps)
+    hi = torch.full_like(levels, sde.T)
+    for _ in range(iters):
+        mid = 0.5 * (lo + hi)
+        below = noise_level(sde, mid) < levels
+        lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
+    return 0.5 * (lo + hi)
+
+
+def _from_levels(sde: LinearSDE, levels: Tensor, eps: float, device, dtype) -> Tensor:
+    t = _times_for_levels(sde, levels, eps)
+    t[0], t[-1] = sde.T, eps
+    return t.to(device=device, dtype=dtype or torch.get_default_dtype())
+
+
+def _level_range(sde: SDE, eps: float) -> tuple[Tensor, Tensor]:
+    if not isinstance(sde, LinearSDE):
+        raise TypeError(f"noise-level grids need a LinearSDE, got {sde!r}")
+    t = torch.tensor([sde.T, eps], dtype=torch.float64)
+    hi, lo = noise_level(sde, t)
+    return hi, lo
+
+
+def log_sigma_grid(sde: SDE, steps: int, eps: float = 1e-3, device=None, dtype=None) -> Tensor:
+    r"""Times whose noise levels $\tilde\sigma$ are geometric from $\tilde\sigma(T)$ to $\tilde\sigma(\varepsilon)$.
+
+    For VE this is the uniform grid (log σ is linear in t), the grid of NCSN and diffusers' `set_sigmas`.
+    """
+    steps, eps = _check(sde, steps, eps)
+    hi, lo = _level_range(sde, eps)
+    levels = torch.exp(torch.linspace(float(hi.log()), float(lo.log()), steps + 1, dtype=torch.float64))
+    return _from_levels(sde, levels, eps, device, dtype)
+
+
+def karras_grid(sde: SDE, steps: int, eps: float = 1e-3, rho: float = 7.0, device=None, dtype=None) -> Tensor:
+    r"""EDM's ρ-grid (Karras et al. 2022, eq. 5) in $\tilde\sigma$:
+    $\tilde\sigma_i = (\tilde\sigma_{\max}^{1/\rho} + \tfrac iN(\tilde\sigma_{\min}^{1/\rho} - \tilde\sigma_{\max}^{1/\rho}))^\rho$.
+    """
+    steps, eps = _check(sde, steps, eps)
+    rho = check_positive("rho", rho)
+    hi, lo = _level_range(sde, eps)
+    ramp = torch.linspace(0, 1, steps + 1, dtype=torch.float64)
+    levels = (hi ** (1 / rho) + ramp * (lo ** (1 / rho) - hi ** (1 / rho))) ** rho
+    return _from_levels(sde, levels, eps, device, dtype)
+
+
+GRIDS = {"uniform": uniform_grid, "log_sigma": log_sigma_grid, "karras": karras_grid}
+
+
+def make_grid(grid: str | Tensor | None, sde: SDE, steps: int, eps: float, device=None, dtype=None) -> Tensor:
+    """Resolve a grid given by name (``"uniform"``, ``"log_sigma"``, ``"karras"``) or as a tensor.
+
+    A tensor grid must be 1-D, strictly decreasing, with at least two points inside ``(0, T]``.
+    """
+    if grid is None or isinstance(grid, str):
+        name = check_choice("grid", grid or "uniform", tuple(GRIDS))
+        return GRIDS[name](sde, steps, eps, device=device, dtype=dtype)
+    grid = torch.as_tensor(grid, device=device, dtype=dtype)
+    if grid.ndim != 1 or grid.numel() < 2:
+        raise ValueError(f"grid must be a 1-D tensor of at least 2 times, got shape {tuple(grid.shape)}")
+    g = grid.detach().cpu().double()  # validated once, at the entry point
+    if not bool((g[1:] < g[:-1]).all()):
+        raise ValueError("grid must be strictly decreasing (from T down to eps)")
+    if float(g[0]) > sde.T or float(g[-1]) <= 0:
+        raise ValueError(f"grid must lie in (0, T]=(0, {sde.T}], got [{float(g[-1])!r}, {float(g[0])!r}]")
+    return grid
