@@ -176,9 +176,7 @@ class VESDE(LinearSDE):
         self.sigma_min = check_positive("sigma_min", sigma_min)
         self.sigma_max = check_positive("sigma_max", sigma_max)
         if self.sigma_min >= self.sigma_max:
-            raise ValueError(
-                f"sigma_min must be < sigma_max, got sigma_min={sigma_min!r}, sigma_max={sigma_max!r}"
-            )
+            raise ValueError(f"sigma_min must be < sigma_max, got sigma_min={sigma_min!r}, sigma_max={sigma_max!r}")
         self._log_ratio = math.log(self.sigma_max / self.sigma_min)
 
     def _params(self) -> dict[str, float]:
@@ -216,9 +214,7 @@ class _BetaSDE(LinearSDE):
         self.beta_min = check_positive("beta_min", beta_min, strict=False)
         self.beta_max = check_positive("beta_max", beta_max)
         if self.beta_max < self.beta_min:
-            raise ValueError(
-                f"beta_max must be >= beta_min, got beta_min={beta_min!r}, beta_max={beta_max!r}"
-            )
+            raise ValueError(f"beta_max must be >= beta_min, got beta_min={beta_min!r}, beta_max={beta_max!r}")
 
     def _params(self) -> dict[str, float]:
         return {"beta_min": self.beta_min, "beta_max": self.beta_max, "N": self.N}

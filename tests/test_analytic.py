@@ -57,7 +57,7 @@ def test_marginal_score_fns_are_grads_of_log_prob_fns(sde, t):
     tt = torch.full((8,), t, dtype=torch.float64)
     for data in (Gaussian([0.3, -0.2], [0.5, 0.1]).to(dtype=torch.float64), ring_mixture()):
         score, logp = data.score_fn(sde), data.log_prob_fn(sde)
-        torch.testing.assert_close(score(x, tt), autograd_score(lambda y: logp(y, tt), x))
+        torch.testing.assert_close(score(x, tt), autograd_score(lambda y, lp=logp: lp(y, tt), x))
         # batched times agree with the scalar-time marginal
         marg = data.marginal(sde, t)
         torch.testing.assert_close(logp(x, tt), marg.log_prob(x))
