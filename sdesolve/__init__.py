@@ -1,7 +1,22 @@
 """sdesolve: numerically verified score-based diffusion SDEs in PyTorch."""
 
+from .adapters import score_from_eps, score_from_sigma_model, score_from_x0
 from .analytic import Gaussian, GaussianMixture
+from .correctors import CORRECTORS, AnnealedLangevin, Corrector, LangevinCorrector, NoCorrector, get_corrector
 from .grids import karras_grid, log_sigma_grid, make_grid, uniform_grid
+from .predictors import (
+    PREDICTORS,
+    AncestralSampling,
+    EulerMaruyama,
+    NoPredictor,
+    Predictor,
+    ProbabilityFlowEuler,
+    ProbabilityFlowHeun,
+    ProbabilityFlowRK4,
+    ReverseDiffusion,
+    get_predictor,
+)
+from .sampling import ODE_METHODS, ode_sample, pc_sample
 from .sde import SDE, VESDE, VPSDE, LinearSDE, ReverseSDE, SubVPSDE
 
 __version__ = "0.1.0"
@@ -19,4 +34,26 @@ __all__ = [
     "log_sigma_grid",
     "karras_grid",
     "make_grid",
+    "Predictor",
+    "EulerMaruyama",
+    "ReverseDiffusion",
+    "AncestralSampling",
+    "NoPredictor",
+    "ProbabilityFlowEuler",
+    "ProbabilityFlowHeun",
+    "ProbabilityFlowRK4",
+    "PREDICTORS",
+    "get_predictor",
+    "Corrector",
+    "LangevinCorrector",
+    "AnnealedLangevin",
+    "NoCorrector",
+    "CORRECTORS",
+    "get_corrector",
+    "pc_sample",
+    "ode_sample",
+    "ODE_METHODS",
+    "score_from_eps",
+    "score_from_x0",
+    "score_from_sigma_model",
 ]
