@@ -1,0 +1,21 @@
+"""The ``sdesolve`` command. Each subcommand lives in its own ``_cmd_*`` module and is registered here.
+
+Nothing in the library imports this module.
+"""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="sdesolve",
+    help="Numerically verified score-based diffusion SDEs: sample, verify, likelihood, bench.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
