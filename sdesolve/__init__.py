@@ -4,6 +4,7 @@ from .adapters import score_from_eps, score_from_sigma_model, score_from_x0
 from .analytic import Gaussian, GaussianMixture
 from .correctors import CORRECTORS, AnnealedLangevin, Corrector, LangevinCorrector, NoCorrector, get_corrector
 from .grids import karras_grid, log_sigma_grid, make_grid, uniform_grid
+from .likelihood import DIVERGENCES, bits_per_dim, dequantization_offset, log_likelihood
 from .predictors import (
     PREDICTORS,
     AncestralSampling,
@@ -53,6 +54,10 @@ __all__ = [
     "pc_sample",
     "ode_sample",
     "ODE_METHODS",
+    "log_likelihood",
+    "bits_per_dim",
+    "dequantization_offset",
+    "DIVERGENCES",
     "score_from_eps",
     "score_from_x0",
     "score_from_sigma_model",
