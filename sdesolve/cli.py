@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import typer
 
+from ._cmd_likelihood import likelihood
+
 app = typer.Typer(
     name="sdesolve",
     help="Numerically verified score-based diffusion SDEs: sample, verify, likelihood, bench.",
@@ -14,6 +16,14 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _group() -> None:
+    """Keep subcommands even while only one is registered (typer runs a lone command as the app itself)."""
+
+
+app.command("likelihood")(likelihood)
 
 
 def main() -> None:
