@@ -18,8 +18,9 @@ the flow of ``score_fn`` from ``T`` down to ``eps``. With the exact score this i
 mismatch ($\pi \ne p_T$); under `VESDE` $p_\varepsilon$ is the data convolved with
 $\mathcal N(0, \sigma(\varepsilon)^2 I)$, $\sigma(\varepsilon)\approx\sigma_{\min}$, and under VP/sub-VP it is
 $\alpha(\varepsilon)$-scaled data plus noise of variance $\sigma(\varepsilon)^2$.
-The result is in nats of the coordinates ``x`` is given in: data scaled to $[-1, 1]$ or $[0, 1]$ give
-log-densities that differ by $d\log 2$; `bits_per_dim` converts to the 8-bit scale.
+The result is in nats of the coordinates ``x`` is given in: for the same data as $x \in [0, 1]^d$ and
+$y = 2x - 1 \in [-1, 1]^d$, $\log p_Y(y) = \log p_X(x) - d\log 2$ (a model trained on either scale reports
+its own); `bits_per_dim` with `dequantization_offset` puts both on the 8-bit scale.
 """
 
 from __future__ import annotations
@@ -161,7 +162,7 @@ def log_likelihood(
             ``"z"`` (the latent $x_T$, like ``x``).
 
     Returns:
-        ``[B]`` log-likelihoods in nats, in ``x``'s dtype (and the info dict with ``return_info``).
+        ``[B]`` log-likelihoods in nats, in ``x``'s dtype and detached (and the info dict with ``return_info``).
     """
     x = _validate_x(x)
     check_choice("divergence", divergence, DIVERGENCES)
