@@ -240,12 +240,22 @@ def ode_sample(
     r"""Sample by integrating the probability-flow ODE $\dot x = f - \tfrac12 g^2\nabla\log p_t$ from T to eps.
 
     Args:
+        sde: the forward SDE.
+        score_fn: ``score_fn(x, t)`` → ∇ log p_t(x), shaped like ``x``.
+        shape: ``[B, *event]``.
         method: ``"dopri5"`` (adaptive Dormand–Prince on device), ``"euler"``, ``"heun"``, ``"rk4"`` (fixed
             steps on ``grid``/``steps``), ``"scipy_rk45"`` (score_sde's host path) or ``"torchdiffeq_dopri5"``
             (both kept for comparison).
-        rtol, atol: tolerances of the adaptive methods.
-        steps, grid: the fixed-step grid (as in `pc_sample`); required for fixed-step methods.
-        Other arguments as in `pc_sample`.
+        rtol: relative tolerance of the adaptive methods.
+        atol: absolute tolerance of the adaptive methods.
+        steps: number of intervals of the fixed-step grid (as in `pc_sample`).
+        grid: grid name or decreasing 1-D tensor of times for the fixed-step methods (as in `pc_sample`); fixed-step
+            methods need ``steps`` or a grid tensor.
+        eps: final time (> 0).
+        x_init: start state at ``T`` (default: a prior sample).
+        generator: source of the prior sample.
+        return_info: also return ``{"nfe", "method"}``.
+        check_finite: raise ``FloatingPointError`` if the result is non-finite.
 
     Returns:
         Samples ``[B, *event]`` at ``eps`` (and ``{"nfe", "method"}`` with ``return_info``).

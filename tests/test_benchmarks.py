@@ -1,0 +1,19 @@
+"""Smoke test of ``python -m benchmarks``: it runs at tiny sizes and reports every row (no timing assertions)."""
+
+import json
+
+from benchmarks.__main__ import main
+from benchmarks.ode import METHODS
+from benchmarks.pc import PREDICTORS
+
+TINY = {"ode": {"batch": 8, "dim": 2, "repeats": 1}, "pc": {"batch": 64, "steps": 3}}
+
+
+def test_benchmarks_main_runs_and_writes_json(tmp_path, capsys):
+    out = tmp_path / "results.json"
+    results = main(["--quick", "--out", str(out)], sizes=TINY)
+    assert len(results["ode"]) == 2 * len(METHODS)
+    assert all(r["max_err"] < 1e-3 for r in results["ode"])  # rtol = atol = 1e-5 on a unit-scale flow, x100
+    assert len(results["pc"]) == len(PREDICTORS) + 3
+    assert json.loads(out.read_text())["sizes"] == TINY
+    assert "time_vs_dopri5" in capsys.readouterr().out
