@@ -416,6 +416,12 @@ class SigmaScoreModel(torch.nn.Module):
             raise TypeError(f"sde must be a VESDE (the model is called with sigma), got {sde!r}")
         self.score_fn, self.sde = score_fn, sde
         self.config = SimpleNamespace(sample_size=sample_size, in_channels=check_int("in_channels", in_channels))
+        self.register_buffer("_anchor", torch.empty(0), persistent=False)  # follows .to(device) for `device`
+
+    @property
+    def device(self) -> torch.device:
+        """Where the pipeline puts samples (diffusers reads ``unet.device``); moved by ``.to(device)``."""
+        return self._anchor.device
 
     @classmethod
     def from_oracle(
