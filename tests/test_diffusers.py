@@ -8,7 +8,6 @@ forms (Gaussian marginals, an Euler–Maruyama step by hand, an exact second-mom
 import json
 import math
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -470,13 +469,3 @@ def test_works_without_diffusers(tmp_path):
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
     # the folder written without diffusers loads in diffusers with the same fields
     assert TheirVe.from_pretrained(tmp_path).config.snr == 0.2
-
-
-def test_docs_page_runs():
-    text = (ROOT / "docs" / "diffusers.md").read_text()
-    assert text.startswith("# Using sdesolve with diffusers")
-    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
-    assert blocks
-    namespace: dict = {}
-    for block in blocks:
-        exec(compile(block, "docs/diffusers.md", "exec"), namespace)
