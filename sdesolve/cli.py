@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import typer
 
+from ._cmd_verify import verify
+
 app = typer.Typer(
     name="sdesolve",
     help="Numerically verified score-based diffusion SDEs: sample, verify, likelihood, bench.",
@@ -14,6 +16,14 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _root() -> None:
+    """Numerically verified score-based diffusion SDEs: sample, verify, likelihood, bench."""
+
+
+app.command("verify")(verify)
 
 
 def main() -> None:
