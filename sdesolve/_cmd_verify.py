@@ -35,7 +35,8 @@ def _plot(rows: list[SuiteRow], path: Path) -> None:
             s = row.study
             ax.loglog(s.steps, s.errors, "o-", label=f"{row.sde} {row.data} {row.predictor} ({s.fit.slope:.2f})")
         ax.set(xlabel="steps N", ylabel=f"{kind} error at eps", title=f"{kind} errors")
-        ax.legend(fontsize=6)
+        if ax.lines:
+            ax.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
