@@ -8,6 +8,7 @@ from __future__ import annotations
 import typer
 
 from ._cmd_likelihood import likelihood
+from ._cmd_verify import verify
 
 app = typer.Typer(
     name="sdesolve",
@@ -24,6 +25,7 @@ def _group() -> None:
 
 
 app.command("likelihood")(likelihood)
+app.command("verify")(verify)
 
 
 def main() -> None:

@@ -1,0 +1,88 @@
+"""sdesolve.testing: the helpers pass correct samplers and catch deliberately broken ones."""
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import sdesolve._cmd_verify as cmd
+from sdesolve import VPSDE, Gaussian, LangevinCorrector, ProbabilityFlowHeun
+from sdesolve._utils import append_dims, batch_time, randn_like
+from sdesolve.cli import app
+from sdesolve.testing import assert_moments_close, assert_order, check_sampler
+from sdesolve.verify import run_suite
+
+DATA = Gaussian(torch.tensor([0.3], dtype=torch.float64), torch.tensor([0.5], dtype=torch.float64))
+
+
+class BrokenDtHeun(ProbabilityFlowHeun):
+    """Heun with dt off by a relative O(h) factor (like dt = -1/N on N-1 intervals): order drops to 1."""
+
+    def step(self, x, t, t_next, score_fn, generator=None, noise=None):
+        t, t_next = batch_time(t, x), batch_time(t_next, x)
+        return super().step(x, t, t + (t_next - t) * (1 + (t_next - t).abs()), score_fn)
+
+
+class BrokenLangevin(LangevinCorrector):
+    """Langevin missing the factor 2 in the noise: sqrt(ε) z instead of sqrt(2ε) z."""
+
+    def step(self, x, t, score_fn, generator=None, t_next=None):
+        t = batch_time(t, x)
+        for _ in range(self.n_steps):
+            grad, z = score_fn(x, t), randn_like(x, generator)
+            eps = append_dims(self.step_size(grad, z, t, torch.ones_like(t)), x.ndim)
+            x = x + eps * grad + eps.sqrt() * z
+        return x, x
+
+
+def test_check_sampler_passes_heun_and_catches_broken_dt():
+    sde = VPSDE()
+    check_sampler(ProbabilityFlowHeun(sde), sde, DATA)
+    with pytest.raises(AssertionError, match="fitted order"):
+        check_sampler(BrokenDtHeun(sde), sde, DATA)
+
+
+@pytest.mark.parametrize("broken", [False, True])
+def test_assert_moments_close_catches_missing_factor_two(broken):
+    # 300 σ-rule Langevin steps at t = 0.3 from the exact p_t (relaxation ~1/(2 snr²) = 50 steps); the correct
+    # corrector's variance bias ≈ snr²σ²/v ≈ 0.6% is below 4 se ≈ 4·√2/64 ≈ 9%; the broken one halves it.
+    sde, t, n = VPSDE(), 0.3, 4096
+    cls = BrokenLangevin if broken else LangevinCorrector
+    corr = cls(sde, snr=0.1, n_steps=300)
+    p_t = DATA.marginal(sde, t)
+    x0 = p_t.sample(n, torch.Generator().manual_seed(0))
+    x, _ = corr.step(x0, t, DATA.score_fn(sde), generator=torch.Generator().manual_seed(1))
+    if broken:
+        with pytest.raises(AssertionError, match="standard errors"):
+            assert_moments_close(x, p_t)
+    else:
+        assert_moments_close(x, p_t)
+
+
+def test_assert_order():
+    steps = [16, 32, 64, 128]
+    assert_order([n**-2.0 for n in steps], steps, 2.0, tol=0.1)
+    with pytest.raises(AssertionError, match="not within"):
+        assert_order([n**-1.0 for n in steps], steps, 2.0, tol=0.15)
+
+
+def test_cli_verify_json_plot_and_exit_code(tmp_path, monkeypatch):
+    small = lambda quick, progress=None: run_suite(quick, sdes=("VPSDE",), predictors=("pf_heun",), progress=progress)  # noqa: E731
+    monkeypatch.setattr(cmd, "run_suite", small)
+    out, png = tmp_path / "v.json", tmp_path / "v.png"
+    res = CliRunner().invoke(app, ["verify", "--quick", "--json", str(out), "--plot", str(png)])
+    assert res.exit_code == 0, res.output
+    assert "PASS" in res.output and png.stat().st_size > 0
+    rows = json.loads(out.read_text())["rows"]
+    assert rows and all(r["passed"] for r in rows)
+
+    def failing(quick, progress=None):
+        rows = small(quick, progress=None)
+        for r in rows:
+            r.study.expected = 3.0  # a wrong claim must FAIL and exit non-zero
+        return rows
+
+    monkeypatch.setattr(cmd, "run_suite", failing)
+    res = CliRunner().invoke(app, ["verify", "--quick"])
+    assert res.exit_code == 1 and "0/1 passed" in res.output
