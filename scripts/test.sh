@@ -7,7 +7,7 @@ bash scripts/setup.sh
 export MPLBACKEND=Agg
 .venv/bin/ruff check .
 if [ "${CI:-}" = "true" ] || [ "${SLOW:-}" = "1" ]; then marker="slow or not slow"; else marker="not slow"; fi
-.venv/bin/python -m pytest -q -m "$marker" -p no:cacheprovider
-if [ -f sdesolve/verify.py ]; then .venv/bin/sdesolve verify --quick; fi
-if [ -f mkdocs.yml ]; then .venv/bin/mkdocs build --strict -q -d "$(mktemp -d)"; fi
-if [ -d benchmarks ]; then .venv/bin/python -m benchmarks --quick; fi
+.venv/bin/python -m pytest -q -m "$marker" -p no:cacheprovider -n "${PYTEST_WORKERS:-2}"
+OMP_NUM_THREADS=1 .venv/bin/sdesolve verify --quick
+NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict -q -d "$(mktemp -d)"
+.venv/bin/python -m benchmarks --quick
