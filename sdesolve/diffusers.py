@@ -321,7 +321,8 @@ class ScoreSdeVpScheduler(SchedulerMixin, ConfigMixin):
 
     Args:
         num_train_timesteps: kept for config compatibility (``len(scheduler)``).
-        beta_min, beta_max: the linear noise rate $\beta(t)$, ``0 <= beta_min <= beta_max``.
+        beta_min: $\beta(0)$ of the linear noise rate $\beta(t)$, ``0 <= beta_min <= beta_max``.
+        beta_max: $\beta(1)$.
         sampling_eps: last timestep, in ``(0, 1)``.
         prediction_type: ``"epsilon"`` (the model predicts the noise, score $= -\hat\epsilon/\sigma(t)$; what
             diffusers assumes) or ``"score"``.

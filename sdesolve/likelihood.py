@@ -148,10 +148,13 @@ def log_likelihood(
         divergence: ``"hutchinson_rademacher"`` (default), ``"hutchinson_gaussian"`` (one probe per sample from
             ``generator``, fixed over the integration; unbiased) or ``"exact"`` (one backward pass per dimension
             at every evaluation: for low dimensions).
-        rtol, atol: tolerances of the adaptive methods; the error norm covers the divergence integral too.
+        rtol: relative tolerance of the adaptive methods; the error norm covers the divergence integral too.
+        atol: absolute tolerance of the adaptive methods.
         method: ``"dopri5"`` (default, in-house Dormand–Prince on device), ``"torchdiffeq_dopri5"``,
             ``"scipy_rk45"`` (score_sde's host path), or fixed-step ``"euler"``, ``"heun"``, ``"rk4"``.
-        steps, grid: the fixed-step grid, as in `ode_sample` (integrated in reverse, from ``eps`` up to ``T``).
+        steps: intervals of the fixed-step grid, as in `ode_sample` (integrated in reverse, from ``eps`` up
+            to ``T``).
+        grid: grid name or decreasing 1-D tensor of times for the fixed-step methods, as in `ode_sample`.
         batch_size: solve in chunks of at most this many samples (memory); each chunk is its own adaptive
             solve, so results change within the solver tolerance, not more. Probes are drawn for the whole
             batch first, so they do not depend on ``batch_size``.

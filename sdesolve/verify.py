@@ -351,9 +351,16 @@ def weak_order(
     reference itself against the exact moments with `reference_check`.
 
     Args:
+        sde: a linear forward SDE.
+        predictor: name or instance.
+        data: `Gaussian` (exact propagation) or `GaussianMixture` (Monte Carlo), float64 recommended.
+        steps: at least 4 step counts.
+        eps: final time.
         functionals: names from `FUNCTIONALS` (x, x², x³, cos x).
-        n_paths, ref_steps, seed: Monte Carlo settings (mixture data only).
-        Other arguments as in `strong_order`.
+        n_paths: Monte Carlo paths (mixture data only).
+        ref_steps: steps of the torchsde/scipy reference solve (mixture data only).
+        seed: seeds the start states and the Brownian path (mixture data only).
+        expected: the order to compare with (default: the predictor's ``weak_order``).
 
     Returns:
         `OrderStudy` with ``kind="weak"``.

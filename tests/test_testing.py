@@ -4,13 +4,15 @@ import json
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import sdesolve._cmd_verify as cmd
 from sdesolve import VPSDE, Gaussian, LangevinCorrector, ProbabilityFlowHeun
 from sdesolve._utils import append_dims, batch_time, randn_like
 from sdesolve.cli import app
-from sdesolve.testing import assert_moments_close, assert_order, check_sampler
+from sdesolve.testing import assert_moments_close, assert_order, check_sampler, time_grids
 from sdesolve.verify import run_suite
 
 DATA = Gaussian(torch.tensor([0.3], dtype=torch.float64), torch.tensor([0.5], dtype=torch.float64))
@@ -86,3 +88,14 @@ def test_cli_verify_json_plot_and_exit_code(tmp_path, monkeypatch):
     monkeypatch.setattr(cmd, "run_suite", failing)
     res = CliRunner().invoke(app, ["verify", "--quick"])
     assert res.exit_code == 1 and "0/1 passed" in res.output
+
+
+@settings(max_examples=25, deadline=None)
+@given(data=st.data(), T=st.sampled_from([1.0, 0.5]), eps=st.sampled_from([1e-3, 1e-5]), lo=st.integers(2, 16))
+def test_time_grids_are_strictly_decreasing_from_T_to_eps(data, T, eps, lo):
+    hi = lo + data.draw(st.integers(0, 32))
+    grid = data.draw(time_grids(T=T, eps=eps, min_steps=lo, max_steps=hi))
+    assert grid.dtype == torch.float64 and grid.ndim == 1
+    assert grid[0].item() == T and grid[-1].item() == eps
+    assert lo + 1 <= grid.numel() <= hi + 1
+    assert bool((grid[1:] < grid[:-1]).all())

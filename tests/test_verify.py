@@ -7,7 +7,15 @@ from hypothesis import given, settings
 
 from sdesolve import VESDE, VPSDE, Gaussian, pc_sample
 from sdesolve.testing import assert_moments_close, gaussian_data, sdes
-from sdesolve.verify import error_vs_nfe, fit_order, propagate_gaussian, run_suite, strong_order, weak_order
+from sdesolve.verify import (
+    error_vs_nfe,
+    fit_order,
+    propagate_gaussian,
+    reference_check,
+    run_suite,
+    strong_order,
+    weak_order,
+)
 
 DATA = Gaussian(torch.tensor([0.3], dtype=torch.float64), torch.tensor([0.5], dtype=torch.float64))
 
@@ -104,3 +112,19 @@ def test_validation():
 def test_full_suite_vp_gaussian():
     rows = run_suite(False, sdes=("VPSDE",), data=("gaussian",))
     assert all(r.passed for r in rows), [r.as_dict() for r in rows if not r.passed]
+
+
+@pytest.mark.parametrize("sde", [VPSDE(), VESDE()], ids=repr)
+def test_reference_check_passes_true_reference_and_flags_a_coarse_one(sde):
+    # The srk reference at 256 steps has law p_eps up to a bias far below the Monte Carlo error (2048 paths):
+    # measured max |dev|/se 1.6 (VP), 1.7 (VE); 4 se false-alarm rate ~6e-5 per moment. With 4 steps the
+    # reference is badly biased (31-37 se), which the check must expose.
+    data = Gaussian(torch.tensor([0.3, -0.2], dtype=torch.float64), torch.tensor([0.5, 0.8], dtype=torch.float64))
+    dev, se = reference_check(sde, data, n_paths=2048, ref_steps=256, seed=0)
+    assert dev.shape == se.shape == (2, 2)
+    assert bool((dev.abs() <= 4 * se).all()), (dev / se).tolist()
+    dev, se = reference_check(sde, data, n_paths=2048, ref_steps=4, seed=0)
+    assert bool((dev.abs() > 4 * se).any()), (dev / se).tolist()
+    # the deterministic reference (exact Gaussian flow from the exact p_T) lands on p_eps too
+    dev, se = reference_check(sde, data, n_paths=2048, seed=0, stochastic=False)
+    assert bool((dev.abs() <= 4 * se).all()), (dev / se).tolist()
