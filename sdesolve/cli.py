@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import typer
 
+from ._cmd_sample import sample
+
 app = typer.Typer(
     name="sdesolve",
     help="Numerically verified score-based diffusion SDEs: sample, verify, likelihood, bench.",
@@ -16,6 +18,18 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def _group() -> None:
+    """Keep subcommands even while only one is registered (typer runs a lone command as the app itself)."""
+
+
+app.command("sample")(sample)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -46,6 +46,7 @@ class Schedule:
 
 def _steps(sch: Schedule, mu: float, s: float, name: str, t: float, tn: float):
     """The step ``x -> F(x, z)`` of predictor ``name`` from t to tn (scalars)."""
+
     def score(x, u):
         a = sch.alpha(u)
         return -(x - a * mu) / (a**2 * s**2 + sch.sigma2(u))

@@ -12,7 +12,9 @@ DATA = Gaussian(torch.full((3,), 0.3, dtype=torch.float64), 0.5)
 
 def _x_t():
     g = torch.Generator().manual_seed(0)
-    return torch.randn(8, 3, generator=g, dtype=torch.float64), torch.rand(8, generator=g, dtype=torch.float64) * 0.9 + 0.05
+    return torch.randn(8, 3, generator=g, dtype=torch.float64), torch.rand(
+        8, generator=g, dtype=torch.float64
+    ) * 0.9 + 0.05
 
 
 @pytest.mark.parametrize("sde", [VPSDE(), SubVPSDE(), VESDE()])

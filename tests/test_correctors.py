@@ -31,7 +31,11 @@ def test_batch_norm_reproduces_score_sde_ve():
         x, t, DATA.to(dtype=torch.float64).score_fn(sde), generator=torch.Generator().manual_seed(7)
     )
     ref = score_sde_langevin(
-        x, t, DATA.to(dtype=torch.float64).score_fn(sde), 0.16, torch.ones(16, dtype=torch.float64),
+        x,
+        t,
+        DATA.to(dtype=torch.float64).score_fn(sde),
+        0.16,
+        torch.ones(16, dtype=torch.float64),
         torch.Generator().manual_seed(7),
     )
     torch.testing.assert_close(ours[0], ref[0], rtol=1e-12, atol=1e-12)
@@ -87,7 +91,9 @@ def test_sample_norm_full_step_row_alone_equals_row_in_batch():
 def test_sample_norm_warns_below_64_entries():
     sde = VPSDE()
     with pytest.warns(UserWarning, match="heavy-tailed"):
-        LangevinCorrector(sde, norm="sample").step(torch.zeros(4, 2), 0.5, Gaussian(0.3, 0.5, event_shape=(2,)).score_fn(sde))
+        LangevinCorrector(sde, norm="sample").step(
+            torch.zeros(4, 2), 0.5, Gaussian(0.3, 0.5, event_shape=(2,)).score_fn(sde)
+        )
 
 
 def test_sigma_rule_step_is_state_and_batch_independent():

@@ -28,7 +28,9 @@ def test_ve_reverse_diffusion_and_ancestral_equal_score_sde():
     torch.testing.assert_close(rd[0], mean + (sig**2 - sig_n**2).sqrt() * z, rtol=1e-12, atol=1e-12)
     an = get_predictor("ancestral", sde).step(x, t, tn, DATA.score_fn(sde), noise=z)
     torch.testing.assert_close(an[1], mean, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(an[0], mean + (sig_n**2 * (sig**2 - sig_n**2) / sig**2).sqrt() * z, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(
+        an[0], mean + (sig_n**2 * (sig**2 - sig_n**2) / sig**2).sqrt() * z, rtol=1e-12, atol=1e-12
+    )
 
 
 def test_vp_ancestral_is_the_ddpm_posterior():

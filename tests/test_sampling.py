@@ -132,7 +132,10 @@ def test_corrector_reduces_error_at_100_ve_steps():
 
 
 def test_same_generator_gives_identical_samples_and_different_seed_does_not():
-    a, b = run("vp", "reverse_diffusion", True, 20, shape=(8, 64)), run("vp", "reverse_diffusion", True, 20, shape=(8, 64))
+    a, b = (
+        run("vp", "reverse_diffusion", True, 20, shape=(8, 64)),
+        run("vp", "reverse_diffusion", True, 20, shape=(8, 64)),
+    )
     assert torch.equal(a, b)
     assert not torch.equal(a, run("vp", "reverse_diffusion", True, 20, shape=(8, 64), seed=1))
 
