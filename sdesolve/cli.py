@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import typer
 
+from ._cmd_bench import bench
 from ._cmd_likelihood import likelihood
+from ._cmd_sample import sample
 from ._cmd_verify import verify
 
 app = typer.Typer(
@@ -19,15 +21,16 @@ app = typer.Typer(
 )
 
 
-@app.callback()
-def _group() -> None:
-    """Keep subcommands even while only one is registered (typer runs a lone command as the app itself)."""
-
-
-app.command("likelihood")(likelihood)
+app.command("sample")(sample)
 app.command("verify")(verify)
+app.command("likelihood")(likelihood)
+app.command("bench")(bench)
 
 
 def main() -> None:
     """Console-script entry point."""
     app()
+
+
+if __name__ == "__main__":
+    main()
