@@ -181,6 +181,11 @@ class GaussianMixture:
         return self.means.shape[1:]
 
     @property
+    def component_vars(self) -> Tensor:
+        r"""Component variances $s_k^2$ broadcastable against ``means`` (``[K, *event]`` or ``[K, 1, …]``)."""
+        return self._var
+
+    @property
     def mean(self) -> Tensor:
         r"""Mixture mean $\sum_k w_k\mu_k$."""
         return torch.einsum("k,k...->...", self.weights, self.means)

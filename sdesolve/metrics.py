@@ -35,7 +35,7 @@ def mixture_cov(mix: GaussianMixture) -> Tensor:
     r"""Exact covariance of a mixture: $\sum_k w_k(\Sigma_k + \mu_k\mu_k^\top) - \mu\mu^\top$, ``[d, d]``."""
     m = mix.means.reshape(mix.means.shape[0], -1).double()
     w = mix.weights.double()
-    var = mix._var.expand_as(mix.means).reshape(m.shape).double()
+    var = mix.component_vars.expand_as(mix.means).reshape(m.shape).double()
     second = torch.einsum("k,ki,kj->ij", w, m, m) + torch.diag((w[:, None] * var).sum(0))
     mu = w @ m
     return second - torch.outer(mu, mu)
@@ -47,7 +47,7 @@ def mode_weight_errors(x: Tensor, mix: GaussianMixture) -> Tensor:
     With well-separated modes the assignment is nearly exact; the expected error of a perfect sampler is
     then ``±sqrt(w(1 - w)/n)``.
     """
-    lp = mix.component_log_probs(x.to(mix.means), mix.means.unsqueeze(0), mix._var.unsqueeze(0))
+    lp = mix.component_log_probs(x.to(mix.means), mix.means.unsqueeze(0), mix.component_vars.unsqueeze(0))
     counts = torch.bincount(lp.argmax(1), minlength=mix.weights.shape[0]).double()
     return counts / x.shape[0] - mix.weights.double()
 
