@@ -33,7 +33,7 @@ from torch import Tensor
 
 from . import _ode
 from ._utils import batch_time, check_choice, check_int, check_positive, event_numel, flat_sum, randn_like
-from .sampling import ODE_METHODS, _checked_score, _resolve_grid, integrate_flow
+from .sampling import ODE_METHODS, _checked_score, _fixed_grid, integrate_flow
 from .sde import SDE, ScoreFn
 
 __all__ = ["log_likelihood", "bits_per_dim", "dequantization_offset", "DIVERGENCES"]
@@ -175,12 +175,8 @@ def log_likelihood(
         raise ValueError(f"eps must be < T={sde.T}, got {eps!r}")
     rtol, atol = check_positive("rtol", rtol), check_positive("atol", atol)
     batch_size = x.shape[0] if batch_size is None else check_int("batch_size", batch_size)
-    fixed = method in _ode.FIXED
-    if fixed and steps is None and (grid is None or isinstance(grid, str)):
-        raise ValueError(f"method={method!r} is fixed-step: pass steps= or a grid tensor")
-    if not fixed and (steps is not None or grid is not None):
-        raise ValueError(f"steps/grid apply to fixed-step methods (euler, heun, rk4), not method={method!r}")
-    t_grid = _resolve_grid(sde, grid, steps, eps, x).flip(0) if fixed else None
+    t_grid = _fixed_grid(sde, method, steps, grid, eps, x)
+    t_grid = None if t_grid is None else t_grid.flip(0)  # the likelihood integrates from eps up to T
     score_fn = _checked_score(score_fn)
     _check_score_on(score_fn, x, eps)
 

@@ -80,6 +80,18 @@ def _resolve_grid(sde: SDE, grid, steps: int | None, eps: float, x: Tensor) -> T
     return make_grid(grid, sde, check_int("steps", steps), eps, device=x.device, dtype=x.dtype)
 
 
+def _fixed_grid(sde: SDE, method: str, steps: int | None, grid, eps: float, x: Tensor) -> Tensor | None:
+    """Validate ``steps``/``grid`` against ``method``: the decreasing grid of a fixed-step method, else None."""
+    check_choice("method", method, ODE_METHODS)
+    if method not in _ode.FIXED:
+        if steps is not None or grid is not None:
+            raise ValueError(f"steps/grid apply to fixed-step methods (euler, heun, rk4), not method={method!r}")
+        return None
+    if steps is None and (grid is None or isinstance(grid, str)):
+        raise ValueError(f"method={method!r} is fixed-step: pass steps= or a grid tensor")
+    return _resolve_grid(sde, grid, steps, eps, x)
+
+
 def _brownian_noise(brownian: Brownian, T: float, t: float, t_next: float, x: Tensor) -> Tensor:
     """Standard normal ``z = ΔW/√|Δt|`` from a Brownian path in reversed time ``s = T - t`` (torchsde's)."""
     dw = brownian(T - t, T - t_next)
@@ -265,20 +277,13 @@ def ode_sample(
     rtol, atol = check_positive("rtol", rtol), check_positive("atol", atol)
     score_fn = _checked_score(score_fn)
     x = _initial_state(sde, shape, x_init, generator, device, dtype)
-    fixed = method in _ode.FIXED
-    if fixed and steps is None and (grid is None or isinstance(grid, str)):
-        raise ValueError(f"method={method!r} is fixed-step: pass steps= or a grid tensor")
-    if not fixed and (steps is not None or grid is not None):
-        raise ValueError(f"steps/grid apply to fixed-step methods (euler, heun, rk4), not method={method!r}")
-    t_grid = _resolve_grid(sde, grid, steps, eps, x) if fixed else torch.tensor([sde.T, eps], dtype=x.dtype)
+    t_grid = _fixed_grid(sde, method, steps, grid, eps, x)
     drift = sde.reverse(score_fn, probability_flow=True).drift
 
     def func(t, y: Tensor) -> Tensor:
         return drift(y, batch_time(t, y))
 
     y, nfe = integrate_flow(func, x, method=method, t0=sde.T, t1=eps, rtol=rtol, atol=atol, grid=t_grid)
-    flag = _FiniteFlag(y, check_finite)
-    flag.update(0, y)
-    if check_finite and int(flag.first_bad) >= 0:
+    if check_finite and not bool(torch.isfinite(y).all()):  # one sync, after the solve
         raise FloatingPointError(f"non-finite sample from the probability-flow ODE ({method}, T -> eps={eps})")
     return (y, {"nfe": nfe, "method": method}) if return_info else y
