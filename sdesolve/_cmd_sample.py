@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 import typer
 
+from ._ode import FIXED
 from ._utils import check_choice
 from .correctors import CORRECTORS
 from .metrics import energy_distance, mixture_cov, mode_weight_errors, moment_errors, sliced_wasserstein
@@ -94,7 +95,7 @@ def sample(
         common = dict(eps=EPS, generator=gen, device=device, dtype=torch_dtype, return_info=True)
         t0 = time.perf_counter()
         if ode:
-            fixed = check_choice("method", method, ODE_METHODS) in ("euler", "heun", "rk4")
+            fixed = check_choice("method", method, ODE_METHODS) in FIXED
             x, info = ode_sample(sde_obj, score_fn, (n, 2), method=method, steps=steps if fixed else None, **common)
         else:
             x, info = pc_sample(
