@@ -18,7 +18,7 @@ from .predictors import (
     get_predictor,
 )
 from .sampling import ODE_METHODS, ode_sample, pc_sample
-from .sde import SDE, VESDE, VPSDE, LinearSDE, ReverseSDE, SubVPSDE
+from .sde import SDE, SDES, VESDE, VPSDE, LinearSDE, ReverseSDE, SubVPSDE, get_sde
 
 __version__ = "0.1.0"
 
@@ -29,6 +29,8 @@ __all__ = [
     "VPSDE",
     "SubVPSDE",
     "ReverseSDE",
+    "SDES",
+    "get_sde",
     "Gaussian",
     "GaussianMixture",
     "uniform_grid",

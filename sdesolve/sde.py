@@ -18,6 +18,7 @@ from ._utils import (
     TimeLike,
     append_dims,
     batch_time,
+    check_choice,
     check_int,
     check_positive,
     event_numel,
@@ -26,7 +27,7 @@ from ._utils import (
 
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
 
-__all__ = ["SDE", "LinearSDE", "VESDE", "VPSDE", "SubVPSDE", "ReverseSDE", "ScoreFn"]
+__all__ = ["SDE", "LinearSDE", "VESDE", "VPSDE", "SubVPSDE", "ReverseSDE", "ScoreFn", "SDES", "get_sde"]
 
 
 class SDE(abc.ABC):
@@ -317,3 +318,12 @@ class ReverseSDE(SDE):
 
     def prior_logp(self, z: Tensor) -> Tensor:
         return self.forward.prior_logp(z)
+
+
+SDES: dict[str, type[LinearSDE]] = {"vp": VPSDE, "subvp": SubVPSDE, "ve": VESDE}
+"""The SDEs by name (the CLI's ``--sde``, the verification suite, the hypothesis strategies)."""
+
+
+def get_sde(name: str, **params) -> LinearSDE:
+    """Build the SDE registered as ``name`` (``"vp"``, ``"subvp"``, ``"ve"``) with constructor ``params``."""
+    return SDES[check_choice("sde", name, tuple(SDES))](**params)

@@ -21,9 +21,10 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from ._utils import check_choice
 from .analytic import Gaussian, GaussianMixture
 from .predictors import Predictor
-from .sde import VESDE, VPSDE, LinearSDE, SubVPSDE
+from .sde import SDES, VESDE, VPSDE, LinearSDE, SubVPSDE
 from .verify import OrderFit, OrderStudy, exact_expectations, fit_order, weak_order
 
 __all__ = [
@@ -45,14 +46,14 @@ def _st():
     return strategies
 
 
-def sdes(kinds: Sequence[str] = ("VESDE", "VPSDE", "SubVPSDE")):
-    """Strategy of SDEs: VE with σ_min ∈ [0.005, 0.05], σ_max ∈ [5, 100]; VP/sub-VP with β_min ∈ [0.05, 0.5],
+def sdes(kinds: Sequence[str] = tuple(SDES)):
+    """Strategy of SDEs named in `sdesolve.sde.SDES`: VE with σ_min ∈ [0.005, 0.05], σ_max ∈ [5, 100]; VP/sub-VP with β_min ∈ [0.05, 0.5],
     β_max ∈ [5, 25]."""
     st = _st()
     ve = st.builds(VESDE, sigma_min=st.floats(0.005, 0.05), sigma_max=st.floats(5.0, 100.0))
     beta = {"beta_min": st.floats(0.05, 0.5), "beta_max": st.floats(5.0, 25.0)}
-    options = {"VESDE": ve, "VPSDE": st.builds(VPSDE, **beta), "SubVPSDE": st.builds(SubVPSDE, **beta)}
-    return st.one_of(*(options[k] for k in kinds))
+    options = {"ve": ve, "vp": st.builds(VPSDE, **beta), "subvp": st.builds(SubVPSDE, **beta)}
+    return st.one_of(*(options[check_choice("kinds", k, tuple(SDES))] for k in kinds))
 
 
 def gaussian_data(dtype: torch.dtype = torch.float64):

@@ -36,7 +36,7 @@ from .grids import uniform_grid
 from .predictors import PREDICTORS, Predictor, get_predictor
 from .problems import gaussian_data, ring_mixture
 from .sampling import ode_sample, pc_sample
-from .sde import VESDE, VPSDE, LinearSDE, SubVPSDE
+from .sde import SDES, LinearSDE, get_sde
 from .torchsde import to_torchsde
 
 __all__ = [
@@ -51,7 +51,6 @@ __all__ = [
     "reference_check",
     "error_vs_nfe",
     "run_suite",
-    "SUITE_SDES",
     "SUITE_PREDICTORS",
     "SuiteRow",
     "suite_cases",
@@ -464,7 +463,6 @@ def error_vs_nfe(
 
 
 # -- the verification matrix ----------------------------------------------------------------------------------
-SUITE_SDES: dict[str, Callable[[], LinearSDE]] = {"VESDE": VESDE, "VPSDE": VPSDE, "SubVPSDE": SubVPSDE}
 SUITE_PREDICTORS = ("euler_maruyama", "reverse_diffusion", "ancestral", "pf_euler", "pf_heun", "pf_rk4")
 SUITE_PREDICTORS_CLS = {name: PREDICTORS[name] for name in SUITE_PREDICTORS}
 SUITE_DATA: dict[str, Callable[[], Data]] = {
@@ -518,7 +516,7 @@ def _suite_steps(kind: str, predictor: str, sde: str, data: str, quick: bool) ->
         # sub-VP approaches order 4 from below (local slopes 3.3, 3.7, 3.87, 3.94 from N = 16), and past
         # N = 2048 the error (~1e-14) meets float64 round-off: 64..2048 is the asymptotic window.
         start = 64
-    elif kind == "weak" and predictor == "euler_maruyama" and sde == "VESDE" and data == "gaussian":
+    elif kind == "weak" and predictor == "euler_maruyama" and sde == "ve" and data == "gaussian":
         start = 32  # the O(1/N) term (∝ σ_min²) takes over near N ~ 10^4: fitted 1.90 over 128..4096
     elif kind == "weak":
         start = 64 if quick else 128
@@ -527,7 +525,7 @@ def _suite_steps(kind: str, predictor: str, sde: str, data: str, quick: bool) ->
     elif predictor.startswith("pf_"):
         start = 32  # RK4 from N = 16 fits 4.10 over 16..512 (pre-asymptotic)
     else:
-        start = 32 if sde == "VESDE" else 16
+        start = 32 if sde == "ve" else 16
     return tuple(start * 2**k for k in range(4 if quick else 6))
 
 
@@ -553,7 +551,7 @@ def expected_order(kind: str, predictor: str, sde: str, data: str) -> float:
     negligible for σ_min = 0.01: the measured order is 2 until N ~ 10^4 (with σ_min = 0.3 it is 1; tested).
     """
     pred = SUITE_PREDICTORS_CLS[predictor]
-    if kind == "weak" and predictor == "euler_maruyama" and sde == "VESDE" and data == "gaussian":
+    if kind == "weak" and predictor == "euler_maruyama" and sde == "ve" and data == "gaussian":
         return 2.0
     return float(pred.strong_order if kind == "strong" else pred.weak_order)
 
@@ -561,7 +559,7 @@ def expected_order(kind: str, predictor: str, sde: str, data: str) -> float:
 def run_suite(
     quick: bool = True,
     *,
-    sdes: Sequence[str] = tuple(SUITE_SDES),
+    sdes: Sequence[str] = tuple(SDES),
     predictors: Sequence[str] = SUITE_PREDICTORS,
     data: Sequence[str] | None = None,
     progress: Callable[[SuiteRow], None] | None = None,
@@ -580,7 +578,7 @@ def run_suite(
     n_paths, ref = (128, 512) if quick else (512, 4096)
     rows = []
     for sde_name in sdes:
-        sde = SUITE_SDES[check_choice("sde", sde_name, tuple(SUITE_SDES))]()
+        sde = get_sde(sde_name)
         for data_name in data:
             dist = SUITE_DATA[check_choice("data", data_name, tuple(SUITE_DATA))]()
             for name in predictors:
@@ -590,7 +588,7 @@ def run_suite(
                     expected = expected_order(kind, name, sde_name, data_name)
                     study_fn = strong_order if kind == "strong" else weak_order
                     study = study_fn(sde, pred, dist, steps=steps, n_paths=n_paths, ref_steps=ref, expected=expected)
-                    row = SuiteRow(sde_name, data_name, name, study, tol)
+                    row = SuiteRow(type(sde).__name__, data_name, name, study, tol)
                     rows.append(row)
                     if progress is not None:
                         progress(row)

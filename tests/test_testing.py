@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-import sdesolve._cmd_verify as cmd
+import sdesolve.cli.verify as cmd
 from sdesolve import VPSDE, Gaussian, LangevinCorrector, ProbabilityFlowHeun
 from sdesolve._utils import append_dims, batch_time, randn_like
 from sdesolve.cli import app
@@ -70,7 +70,7 @@ def test_assert_order():
 
 
 def test_cli_verify_json_plot_and_exit_code(tmp_path, monkeypatch):
-    small = lambda quick, progress=None: run_suite(quick, sdes=("VPSDE",), predictors=("pf_heun",), progress=progress)  # noqa: E731
+    small = lambda quick, progress=None: run_suite(quick, sdes=("vp",), predictors=("pf_heun",), progress=progress)  # noqa: E731
     monkeypatch.setattr(cmd, "run_suite", small)
     out, png = tmp_path / "v.json", tmp_path / "v.png"
     res = CliRunner().invoke(app, ["verify", "--quick", "--json", str(out), "--plot", str(png)])

@@ -110,7 +110,7 @@ def test_validation():
 
 @pytest.mark.slow
 def test_full_suite_vp_gaussian():
-    rows = run_suite(False, sdes=("VPSDE",), data=("gaussian",))
+    rows = run_suite(False, sdes=("vp",), data=("gaussian",))
     assert all(r.passed for r in rows), [r.as_dict() for r in rows if not r.passed]
 
 

@@ -1,4 +1,4 @@
-"""The ``sdesolve`` command. Each subcommand lives in its own ``_cmd_*`` module and is registered here.
+"""The ``sdesolve`` command. Each subcommand lives in its own module of this wing and is registered here.
 
 Nothing in the library imports this module.
 """
@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from ._cmd_bench import bench
-from ._cmd_likelihood import likelihood
-from ._cmd_sample import sample
-from ._cmd_verify import verify
+from . import bench, likelihood, sample, verify
 
 app = typer.Typer(
     name="sdesolve",
@@ -21,10 +18,10 @@ app = typer.Typer(
 )
 
 
-app.command("sample")(sample)
-app.command("verify")(verify)
-app.command("likelihood")(likelihood)
-app.command("bench")(bench)
+app.command("sample")(sample.sample)
+app.command("verify")(verify.verify)
+app.command("likelihood")(likelihood.likelihood)
+app.command("bench")(bench.bench)
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from .verify import SuiteRow, run_suite
+from ..verify import SuiteRow, run_suite
 
 
 def _line(row: SuiteRow) -> str:

@@ -15,16 +15,15 @@ from pathlib import Path
 import torch
 import typer
 
-from ._ode import FIXED
-from ._utils import check_choice
-from .correctors import CORRECTORS
-from .metrics import energy_distance, mixture_cov, mode_weight_errors, moment_errors, sliced_wasserstein
-from .predictors import PREDICTORS
-from .problems import ring_mixture
-from .sampling import ODE_METHODS, ode_sample, pc_sample
-from .sde import VESDE, VPSDE, SubVPSDE
+from .._ode import FIXED
+from .._utils import check_choice
+from ..correctors import CORRECTORS
+from ..metrics import energy_distance, mixture_cov, mode_weight_errors, moment_errors, sliced_wasserstein
+from ..predictors import PREDICTORS
+from ..problems import ring_mixture
+from ..sampling import ODE_METHODS, ode_sample, pc_sample
+from ..sde import get_sde
 
-SDES = {"vp": VPSDE, "subvp": SubVPSDE, "ve": VESDE}
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 EPS = 1e-3
 
@@ -88,7 +87,7 @@ def sample(
 ) -> None:
     """Sample the 8-mode ring mixture (exact score) and report metrics against the exact p_eps."""
     try:
-        sde_obj = SDES[check_choice("sde", sde, tuple(SDES))]()
+        sde_obj = get_sde(sde)
         torch_dtype = DTYPES[check_choice("dtype", dtype, tuple(DTYPES))]
         score_fn = ring_mixture(torch_dtype, device=device).score_fn(sde_obj)
         gen = torch.Generator(device=device).manual_seed(seed)

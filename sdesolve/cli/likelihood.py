@@ -8,22 +8,21 @@ import time
 import torch
 import typer
 
-from ._utils import check_choice, check_int, check_positive
-from .likelihood import DIVERGENCES, bits_per_dim, log_likelihood
-from .problems import PROBLEMS
-from .sde import VESDE, VPSDE, SubVPSDE
+from .._utils import check_choice, check_int, check_positive
+from ..likelihood import DIVERGENCES, bits_per_dim, log_likelihood
+from ..problems import PROBLEMS
+from ..sde import get_sde
 
-_SDES = {"vp": VPSDE, "subvp": SubVPSDE, "ve": VESDE}
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 
 def _build(data: str, sde: str, dim: int, dtype: str):
     check_choice("data", data, tuple(PROBLEMS))
-    check_choice("sde", sde, tuple(_SDES))
+    sde_obj = get_sde(sde)
     check_choice("dtype", dtype, tuple(_DTYPES))
     check_int("dim", dim)
     kwargs = {"dim": dim} if data == "gaussian" else {}
-    return PROBLEMS[data](dtype=_DTYPES[dtype], **kwargs), _SDES[sde]()
+    return PROBLEMS[data](dtype=_DTYPES[dtype], **kwargs), sde_obj
 
 
 def likelihood(
