@@ -141,16 +141,18 @@ class LinearSDE(SDE):
         t = batch_time(t, x0)
         return append_dims(self.mean_coeff(t), x0.ndim) * x0, self.std(t)
 
+    def mean_ratio(self, t: Tensor, t_next: Tensor) -> Tensor:
+        r"""$r = \alpha(t)/\alpha(t') = e^{\log\alpha(t) - \log\alpha(t')}$, the mean factor of $x_t \mid x_{t'}$."""
+        return (self.log_mean_coeff(t) - self.log_mean_coeff(t_next)).exp()
+
     def transition_var(self, t: Tensor, t_next: Tensor) -> Tensor:
         r"""Variance $G^2 = \sigma(t)^2 - r^2\sigma(t')^2$ of $x_t \mid x_{t'}$, $r = \alpha(t)/\alpha(t')$."""
-        r = (self.log_mean_coeff(t) - self.log_mean_coeff(t_next)).exp()
-        return self.std(t) ** 2 - (r * self.std(t_next)) ** 2
+        return self.std(t) ** 2 - (self.mean_ratio(t, t_next) * self.std(t_next)) ** 2
 
     def discretize(self, x: Tensor, t: TimeLike, t_next: TimeLike) -> tuple[Tensor, Tensor]:
         r"""Exact transition from ``t_next`` up to ``t``: $f = (r-1)x$, $G^2 = \sigma_t^2 - r^2\sigma_{t'}^2$."""
         t, t_next = batch_time(t, x), batch_time(t_next, x)
-        r = (self.log_mean_coeff(t) - self.log_mean_coeff(t_next)).exp()
-        return append_dims(r - 1, x.ndim) * x, self.transition_var(t, t_next).sqrt()
+        return append_dims(self.mean_ratio(t, t_next) - 1, x.ndim) * x, self.transition_var(t, t_next).sqrt()
 
     def _gaussian_prior_logp(self, z: Tensor, std: float) -> Tensor:
         d = event_numel(z)

@@ -15,7 +15,6 @@ from pathlib import Path
 import torch
 import typer
 
-from .._ode import FIXED
 from .._utils import check_choice
 from ..correctors import CORRECTORS
 from ..metrics import energy_distance, mixture_cov, mode_weight_errors, moment_errors, sliced_wasserstein
@@ -23,6 +22,7 @@ from ..predictors import PREDICTORS
 from ..problems import ring_mixture
 from ..sampling import ODE_METHODS, ode_sample, pc_sample
 from ..sde import get_sde
+from ..solvers.ode import FIXED
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 EPS = 1e-3
