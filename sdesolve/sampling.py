@@ -29,23 +29,26 @@ _DEFAULT_SNR = 0.16
 
 
 def _checked_score(score_fn: ScoreFn) -> ScoreFn:
-    """Wrap ``score_fn`` with a shape check and a copy of an output that aliases ``x`` (metadata only, no sync).
+    """Wrap ``score_fn`` with a check of its first output (shape; storage shared with ``x``) — once per entry point.
 
-    The loop updates ``x`` in place, so a score returning ``x`` itself (or a view of it) must not change under it.
+    The loop updates ``x`` in place, so a score that returns ``x`` itself (or a view of it) is copied from
+    then on. Later calls pay one flag test.
     """
     if not callable(score_fn):
         raise TypeError(f"score_fn must be callable as score_fn(x, t), got {score_fn!r}")
+    checked, aliases = False, False
 
-    def checked(x: Tensor, t) -> Tensor:
+    def score(x: Tensor, t) -> Tensor:
+        nonlocal checked, aliases
         s = score_fn(x, t)
-        if not isinstance(s, Tensor) or s.shape != x.shape:
-            shape = tuple(s.shape) if isinstance(s, Tensor) else type(s).__name__
-            raise ValueError(f"score_fn must return a tensor shaped like x {tuple(x.shape)}, got {shape}")
-        if s.untyped_storage().data_ptr() == x.untyped_storage().data_ptr():
-            s = s.clone()
-        return s
+        if not checked:
+            if not isinstance(s, Tensor) or s.shape != x.shape:
+                shape = tuple(s.shape) if isinstance(s, Tensor) else type(s).__name__
+                raise ValueError(f"score_fn must return a tensor shaped like x {tuple(x.shape)}, got {shape}")
+            checked, aliases = True, s.untyped_storage().data_ptr() == x.untyped_storage().data_ptr()
+        return s.clone() if aliases else s
 
-    return checked
+    return score
 
 
 def _initial_state(sde: SDE, shape, x_init, generator, device, dtype) -> Tensor:

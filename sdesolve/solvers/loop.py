@@ -19,19 +19,29 @@ from .noise import NoiseSource
 
 __all__ = ["run", "CHECK_EVERY", "maybe_compile"]
 
-CHECK_EVERY = 8
+CHECK_EVERY = 16
 Step = Callable[[Tensor, int, bool], None]
 
 
-def _loop(step: Step, x: Tensor, n: int, every: int, progress: bool, desc: str) -> Tensor:
-    """Run the ``n`` intervals; return the device index of the first interval seen non-finite (-1: none)."""
-    first_bad = torch.full((), -1, dtype=torch.long, device=x.device)
+def _loop(step: Step, x: Tensor, n: int, every: int, progress: bool, desc: str) -> tuple[list[int], list[Tensor]]:
+    """Run the ``n`` intervals; return the checked intervals and their on-device "all finite" flags."""
+    checked: list[int] = []
+    finite: list[Tensor] = []
     for i in tqdm(range(n), disable=not progress, desc=desc):
         last = i == n - 1
         step(x, i, last)
         if every and ((i + 1) % every == 0 or last):
-            first_bad = torch.where((first_bad < 0) & ~torch.isfinite(x).all(), i, first_bad)
-    return first_bad
+            checked.append(i)
+            finite.append(torch.isfinite(x).all())
+    return checked, finite
+
+
+def _first_bad(checked: list[int], finite: list[Tensor]) -> int:
+    """The first checked interval whose state was non-finite, -1 if none: the one host sync of a run."""
+    if not finite:
+        return -1
+    bad = (~torch.stack(finite)).nonzero()
+    return checked[int(bad[0, 0])] if bad.numel() else -1
 
 
 def run(
@@ -61,13 +71,13 @@ def run(
     start = x.clone() if check_finite else None
     state = noise.snapshot(x.device) if check_finite and noise is not None else None
     with torch.no_grad():
-        bad = _loop(step, x, n, CHECK_EVERY if check_finite else 0, progress, desc)
-        if not check_finite or (seen := int(bad)) < 0:  # the one host sync
+        seen = _first_bad(*_loop(step, x, n, CHECK_EVERY if check_finite else 0, progress, desc))
+        if seen < 0:
             return x
         x.copy_(start)
         if state is not None:
             noise.restore(state)
-        first = int(_loop(step, x, n, 1, False, desc))
+        first = _first_bad(*_loop(step, x, n, 1, False, desc))
     t = times.values
     if first < 0:  # a score that does not repeat itself: name the window the first run saw
         lo = max(0, seen - CHECK_EVERY + 1)

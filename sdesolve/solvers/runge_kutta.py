@@ -163,7 +163,7 @@ class RungeKuttaKernel(Kernel):
         t0, h = times.host[:-1], times.host[1:] - times.host[:-1]
         stage_t = t0[:, None] + h[:, None] * torch.tensor(tableau.c, dtype=torch.float64)  # [n, stages]
         dev_t = stage_t.to(x.device, time_dtype(x.dtype))
-        self.stage_times = [list(row.unsqueeze(1).expand(-1, x.shape[0])) for row in dev_t]
+        self.stage_times = [[v.expand(x.shape[0]) for v in row.unbind()] for row in dev_t.unbind()]
         stages = len(tableau.c)
         coeffs = term.coefficients(stage_t)
         table = coefficient_table([h, *(c[:, j] for c in coeffs for j in range(stages))], x, compile)
