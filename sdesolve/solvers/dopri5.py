@@ -21,12 +21,13 @@ __all__ = ["dopri5_solve"]
 
 
 def _rms(x: Tensor) -> float:
-    return float(torch.linalg.vector_norm(x)) / math.sqrt(x.numel())
+    """RMS accumulated in at least float32 (a float16 norm overflows at 65504)."""
+    return float(torch.linalg.vector_norm(x, dtype=time_dtype(x.dtype))) / math.sqrt(x.numel())
 
 
 def _initial_step(term: Term, t0: float, y0: Tensor, f0: Tensor, direction: float, rtol, atol, order: int) -> float:
     """Hairer's starting step (Solving ODEs I, II.4), as scipy's ``select_initial_step``; costs one NFE."""
-    scale = atol + y0.abs() * rtol
+    scale = y0.abs().to(time_dtype(y0.dtype)).mul_(rtol).add_(atol)
     d0, d1 = _rms(y0 / scale), _rms(f0 / scale)
     h0 = 1e-6 if d0 < 1e-5 or d1 < 1e-5 else 0.01 * d0 / d1
     f1 = term(t0 + direction * h0, y0 + direction * h0 * f0)
@@ -70,7 +71,9 @@ def dopri5_solve(
     ev = _Evaluator(term, y0)
     direction = 1.0 if t1 >= t0 else -1.0
     ks = [torch.empty_like(y0) for _ in range(7)]
-    y, y_new, ystage, scale, absbuf = y0.clone(), *(torch.empty_like(y0) for _ in range(4))
+    y, y_new, ystage = y0.clone(), torch.empty_like(y0), torch.empty_like(y0)
+    # error control in float32 at least: a half-precision scale atol + rtol|y| loses atol, and its norm overflows
+    err, scale, absbuf = (torch.empty_like(y0, dtype=time_dtype(y0.dtype)) for _ in range(3))
     f = ev.into_(ks[0], y, t0)
     ks[0] = f
     nfe = 2
@@ -88,8 +91,8 @@ def dopri5_solve(
         combine_(y_new, y, hs, DOPRI5.b, ks[:6])
         ks[6] = ev.into_(ks[6], y_new, t1 if last else t + hs)
         nfe += 6
-        err = combine_(ystage, torch.mul(ks[0], hs * DOPRI5_ERROR[0], out=ystage), hs, DOPRI5_ERROR[1:], ks[1:])
-        torch.maximum(torch.abs(y, out=scale), torch.abs(y_new, out=absbuf), out=scale).mul_(rtol).add_(atol)
+        combine_(err, torch.mul(ks[0], hs * DOPRI5_ERROR[0], out=err), hs, DOPRI5_ERROR[1:], ks[1:])
+        torch.maximum(scale.copy_(y).abs_(), absbuf.copy_(y_new).abs_(), out=scale).mul_(rtol).add_(atol)
         err_norm = _rms(err.div_(scale))  # the one host transfer per step: step-size control
         if not math.isfinite(err_norm):
             raise FloatingPointError(f"non-finite state in dopri5 at t={t!r} (step {hs!r})")
