@@ -2,9 +2,10 @@ r"""diffusers-compatible score-SDE schedulers and pipeline (Song et al. 2021; di
 
 Drop-ins for diffusers' ``ScoreSdeVeScheduler``, ``ScoreSdeVpScheduler`` and ``ScoreSdeVePipeline``: same
 constructor arguments, config fields, methods and, for the VE classes, the same numbers for the same
-generator. Where diffusers has a defect that no documented behaviour relies on, it is fixed (see
-``NOTES-diffusers.md``): clear errors instead of silent broadcasting or bare ``IndexError``, the true time
-step in the VP scheduler, a VE grid index that stays right for any ``sampling_eps``.
+generator. Where diffusers has a defect that no documented behaviour relies on, it is fixed (the list, with
+reasons, is in the docs page "Using sdesolve with diffusers"): clear errors instead of silent broadcasting or
+bare ``IndexError``, the true time step in the VP scheduler, a VE grid index that stays right for any
+``sampling_eps``.
 
 diffusers is optional (``pip install sdesolve[diffusers]``). When it is installed the schedulers subclass its
 ``SchedulerMixin`` and ``ConfigMixin`` and the pipeline is a real ``DiffusionPipeline``; without it a small
