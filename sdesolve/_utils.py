@@ -20,6 +20,9 @@ def append_dims(v: Tensor, ndim: int) -> Tensor:
 
 def batch_time(t: TimeLike, x: Tensor) -> Tensor:
     """Return ``t`` as a ``[B]`` tensor on ``x``'s device and dtype (floats and 0-d tensors broadcast)."""
+    if not isinstance(x, Tensor) or x.ndim == 0:
+        shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise ValueError(f"x must be a tensor of shape [B, *event], got {shape}")
     t = torch.as_tensor(t, device=x.device, dtype=x.dtype if x.is_floating_point() else None)
     if t.ndim == 0:
         return t.expand(x.shape[0])
@@ -79,3 +82,88 @@ def event_numel(x: Tensor) -> int:
 def randn_like(x: Tensor, generator: torch.Generator | None) -> Tensor:
     """Standard normal noise shaped like ``x`` from ``generator`` (torch's default generator when None)."""
     return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+
+
+def check_time(name: str, t: object, T: float) -> float:
+    """Validate a Python time in ``[0, T]`` (finite, real) and return it as float."""
+    if isinstance(t, bool) or not isinstance(t, (int, float)):
+        raise TypeError(f"{name} must be a real number, got {t!r}")
+    t = float(t)
+    if not (0.0 <= t <= T):
+        raise ValueError(f"{name} must lie in [0, T]=[0, {T}], got {t!r}")
+    return t
+
+
+def check_python_time(name: str, t: TimeLike, T: float) -> TimeLike:
+    """Check ``t`` in ``[0, T]`` when it is a Python number; tensors pass unchanged (checking them would sync)."""
+    if isinstance(t, Tensor):
+        return t
+    return check_time(name, t, T)
+
+
+def check_shape(name: str, shape: object) -> tuple[int, ...]:
+    """Validate a sample shape ``[B, *event]``: a sequence of Python ints, ``B >= 1``, at least one event dim >= 1."""
+    if isinstance(shape, (str, bytes, Tensor)) or not hasattr(shape, "__len__"):
+        raise TypeError(f"{name} must be a sequence of ints [B, *event], got {shape!r}")
+    dims = tuple(shape)
+    if any(isinstance(d, bool) or not isinstance(d, int) for d in dims):
+        raise TypeError(f"{name} must hold ints only (no floats: 2.7 is not a size), got {shape!r}")
+    if len(dims) < 2:
+        raise ValueError(f"{name} must be [B, *event] with at least one event dim, got {dims}")
+    if any(d < 1 for d in dims):
+        raise ValueError(f"{name} must have every size >= 1 (batch and event), got {dims}")
+    return dims
+
+
+def check_float_dtype(name: str, dtype: object) -> torch.dtype:
+    """Validate a real floating torch dtype (``None`` means torch's default dtype)."""
+    if dtype is None:
+        return torch.get_default_dtype()
+    if not isinstance(dtype, torch.dtype):
+        raise TypeError(f"{name} must be a torch.dtype, got {dtype!r}")
+    if not dtype.is_floating_point:
+        raise TypeError(f"{name} must be a real floating dtype (float16, bfloat16, float32, float64), got {dtype}")
+    return dtype
+
+
+def check_sample(name: str, x: object) -> Tensor:
+    """Validate a state ``[B, *event]``: a real floating tensor with ``B >= 1`` and at least one event dim."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape [B, *event], got {type(x).__name__}")
+    check_float_dtype(f"{name}.dtype", x.dtype)
+    if x.ndim < 2 or x.shape[0] < 1:
+        raise ValueError(f"{name} must have shape [B, *event] with B >= 1 and an event dim, got {tuple(x.shape)}")
+    return x
+
+
+def check_like(name: str, value: object, like: Tensor) -> Tensor:
+    """Validate that ``value`` (e.g. a score function's output) is a tensor of ``like``'s shape, dtype and device."""
+    if not isinstance(value, Tensor):
+        raise TypeError(f"{name} must return a torch.Tensor, got {type(value).__name__}")
+    if value.shape != like.shape:
+        raise ValueError(f"{name} must be shaped like x {tuple(like.shape)}, got {tuple(value.shape)}")
+    if value.dtype != like.dtype:
+        raise TypeError(f"{name} must have x's dtype {like.dtype}, got {value.dtype} (cast inside the score function)")
+    if value.device != like.device:
+        raise ValueError(f"{name} must be on x's device {like.device}, got {value.device}")
+    return value
+
+
+def check_all_finite(name: str, x: Tensor) -> Tensor:
+    """Raise ``FloatingPointError`` if ``x`` holds NaN or inf (one host sync: call at entry points only)."""
+    if not bool(torch.isfinite(x).all()):
+        raise FloatingPointError(f"{name} holds non-finite values (NaN or inf)")
+    return x
+
+
+def check_time_grid(name: str, grid: Tensor, eps: float, T: float) -> Tensor:
+    """Validate a sampling grid: 1-d floating, >= 2 points, strictly decreasing, within ``[eps, T]`` (one sync)."""
+    if not isinstance(grid, Tensor) or grid.ndim != 1 or grid.shape[0] < 2 or not grid.is_floating_point():
+        raise ValueError(f"{name} must be a 1-d floating tensor of >= 2 times, got {grid!r}")
+    lo, hi = float(grid.min()), float(grid.max())
+    slack = torch.finfo(grid.dtype).eps * T  # a grid rounded to its dtype may sit an ulp outside [eps, T]
+    if not bool((grid[1:] < grid[:-1]).all()):
+        raise ValueError(f"{name} must be strictly decreasing (T down to eps), got {grid.tolist()!r}")
+    if lo < eps - slack or hi > T + slack:
+        raise ValueError(f"{name} must lie in [eps, T]=[{eps}, {T}], got times in [{lo}, {hi}]")
+    return grid

@@ -57,6 +57,7 @@ Generator = torch.Generator | Sequence[torch.Generator] | None
 # Grid points computed in float32 sit within a few ulps of their exact position k (Δpos ≲ N·6e-8 ≤ 1e-3 for
 # N ≤ 16 000); this slack puts them on k without moving off-grid times (diffusers floors t·(N−1)).
 _GRID_SNAP = 1e-3
+_OUTPUT_TYPES = ("pil", "np", "numpy", None)  # every value but "pil" gives numpy, as in diffusers' pipeline
 
 
 @dataclass
@@ -289,7 +290,10 @@ class ScoreSdeVeScheduler(SchedulerMixin, ConfigMixin):
 
         ``noise=None`` draws $z$ from ``generator`` (diffusers uses the global RNG).
         """
-        k = torch.as_tensor(timesteps).long().cpu()
+        k = torch.as_tensor(timesteps)
+        if k.is_floating_point() or k.is_complex() or k.dtype == torch.bool:
+            raise TypeError(f"timesteps must be integer level indices (as diffusers' add_noise), got {timesteps!r}")
+        k = k.long().cpu()
         if bool(((k < 0) | (k >= len(self.discrete_sigmas))).any()):
             raise ValueError(
                 f"timesteps must be level indices in [0, {len(self.discrete_sigmas) - 1}], got {k.tolist()}"
@@ -485,7 +489,8 @@ class ScoreSdeVePipeline(DiffusionPipeline):
             batch_size: number of images.
             num_inference_steps: predictor steps N (each preceded by ``correct_steps`` corrections).
             generator: torch generator (or one per image) for every random draw.
-            output_type: ``"pil"`` (list of ``PIL.Image``) or ``"np"`` (``[B, H, W, C]`` float array in [0, 1]).
+            output_type: ``"pil"`` (list of ``PIL.Image``), or ``"np"``, ``"numpy"`` or ``None`` (``[B, H, W, C]``
+                float array in [0, 1]; diffusers returns numpy for every value but ``"pil"``, we refuse typos).
             return_dict: return `ImagePipelineOutput` (else a 1-tuple).
 
         Returns:
@@ -496,7 +501,8 @@ class ScoreSdeVePipeline(DiffusionPipeline):
         """
         check_int("batch_size", batch_size)
         check_int("num_inference_steps", num_inference_steps)
-        check_choice("output_type", output_type, ("pil", "np"))
+        if output_type not in _OUTPUT_TYPES:
+            raise ValueError(f"unknown output_type {output_type!r}; choose one of: {', '.join(map(repr, _OUTPUT_TYPES))}")
         scheduler = self.scheduler
         sample = (_randn((batch_size, *self._image_shape()), generator) * scheduler.init_noise_sigma).to(self.device)
         scheduler.set_timesteps(num_inference_steps)
