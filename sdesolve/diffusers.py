@@ -502,7 +502,9 @@ class ScoreSdeVePipeline(DiffusionPipeline):
         check_int("batch_size", batch_size)
         check_int("num_inference_steps", num_inference_steps)
         if output_type not in _OUTPUT_TYPES:
-            raise ValueError(f"unknown output_type {output_type!r}; choose one of: {', '.join(map(repr, _OUTPUT_TYPES))}")
+            raise ValueError(
+                f"unknown output_type {output_type!r}; choose one of: {', '.join(map(repr, _OUTPUT_TYPES))}"
+            )
         scheduler = self.scheduler
         sample = (_randn((batch_size, *self._image_shape()), generator) * scheduler.init_noise_sigma).to(self.device)
         scheduler.set_timesteps(num_inference_steps)
