@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from ._utils import TimeLike, append_dims, batch_time
+from ._utils import TimeLike, append_dims, batch_time, check_int
 from .sde import LinearSDE
 
 __all__ = ["Gaussian", "GaussianMixture"]
@@ -82,6 +82,12 @@ class Gaussian:
         std = _as_float_tensor("std", std, dtype=mean.dtype, device=mean.device)
         _check_finite("mean", mean)
         _check_std("std", std)
+        if event_shape is not None and (
+            isinstance(event_shape, (str, Tensor))
+            or not hasattr(event_shape, "__iter__")
+            or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in event_shape)
+        ):
+            raise TypeError(f"event_shape must be a sequence of ints >= 1 or None, got {event_shape!r}")
         try:
             shape = torch.broadcast_shapes(mean.shape, std.shape, () if event_shape is None else tuple(event_shape))
         except (RuntimeError, TypeError):
@@ -107,6 +113,7 @@ class Gaussian:
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """Draw ``[n, *event]`` samples."""
+        n = check_int("n", n)
         z = torch.randn((n, *self.event_shape), generator=generator, device=self.mean.device, dtype=self.mean.dtype)
         return self.mean + self.std * z
 
@@ -229,6 +236,7 @@ class GaussianMixture:
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """Draw ``[n, *event]`` samples (component by `torch.multinomial`, then a Gaussian draw)."""
+        n = check_int("n", n)
         k = torch.multinomial(self.weights, n, replacement=True, generator=generator)
         z = torch.randn((n, *self.event_shape), generator=generator, device=self.means.device, dtype=self.means.dtype)
         return self.means[k] + self._var.expand_as(self.means)[k].sqrt() * z

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ._utils import append_dims, batch_time, check_choice, check_int, check_positive
+from ._utils import append_dims, as_batch_tensor, batch_time, check_choice, check_int, check_positive
 from .analytic import Gaussian, GaussianMixture
 from .sde import VESDE, VPSDE
 
@@ -220,7 +220,7 @@ class ScoreSdeVeScheduler(SchedulerMixin, ConfigMixin):
                 f"{n} timesteps but {len(self.discrete_sigmas)} discrete sigmas: call set_timesteps(n) and then "
                 "set_sigmas(n) with the same n"
             )
-        t = torch.as_tensor(timestep, dtype=torch.float32).cpu().expand(batch)  # diffusers' float32 timestep
+        t = as_batch_tensor("timestep", timestep, batch, torch.float32).cpu().expand(batch)  # diffusers' float32
         _check_unit_interval("timestep", t)
         pos = (t.double() - eps) * ((n - 1) / (1 - eps))
         return torch.floor(pos + _GRID_SNAP).long().clamp(min=0)  # [0, eps) is the last level, k = 0
@@ -290,8 +290,8 @@ class ScoreSdeVeScheduler(SchedulerMixin, ConfigMixin):
 
         ``noise=None`` draws $z$ from ``generator`` (diffusers uses the global RNG).
         """
-        k = torch.as_tensor(timesteps)
-        if k.is_floating_point() or k.is_complex() or k.dtype == torch.bool:
+        k = as_batch_tensor("timesteps", timesteps, original_samples.shape[0])
+        if k.is_floating_point():
             raise TypeError(f"timesteps must be integer level indices (as diffusers' add_noise), got {timesteps!r}")
         k = k.long().cpu()
         if bool(((k < 0) | (k >= len(self.discrete_sigmas))).any()):

@@ -19,9 +19,11 @@ from ._utils import (
     append_dims,
     batch_time,
     check_choice,
+    check_float_dtype,
     check_int,
     check_positive,
     check_python_time,
+    check_shape,
     event_numel,
     flat_sum,
 )
@@ -165,9 +167,8 @@ class LinearSDE(SDE):
         return -0.5 * d * math.log(2 * math.pi * std**2) - flat_sum(z**2) / (2 * std**2)
 
     def _gaussian_prior(self, shape, generator, device, dtype, std: float) -> Tensor:
-        if len(shape) < 1:
-            raise ValueError(f"shape must be [B, *event], got {tuple(shape)}")
-        return std * torch.randn(tuple(shape), generator=generator, device=device, dtype=dtype)
+        shape = check_shape("shape", shape)
+        return std * torch.randn(shape, generator=generator, device=device, dtype=check_float_dtype("dtype", dtype))
 
 
 class VESDE(LinearSDE):
