@@ -206,3 +206,15 @@ def as_batch_tensor(name: str, value: object, batch: int, dtype: torch.dtype | N
     if v.ndim > 1 or (v.ndim == 1 and v.shape[0] != batch):
         raise ValueError(f"{name} must be a scalar or have shape [B]=[{batch}], got {tuple(v.shape)}")
     return v if dtype is None else v.to(dtype)
+
+
+def check_points(name: str, x: object, event_shape: tuple[int, ...] | torch.Size) -> Tensor:
+    """Validate points ``[B, *event]`` for a density: `check_sample`, and no silent broadcast of ``x`` itself."""
+    x = check_sample(name, x)
+    try:
+        ok = torch.broadcast_shapes(x.shape[1:], tuple(event_shape)) == x.shape[1:]
+    except RuntimeError:
+        ok = False
+    if not ok:
+        raise ValueError(f"{name} must have shape [B, *event] with event {tuple(event_shape)}, got {tuple(x.shape)}")
+    return x

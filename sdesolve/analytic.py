@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from ._utils import TimeLike, append_dims, batch_time, check_int
+from ._utils import TimeLike, append_dims, batch_time, check_int, check_points
 from .sde import LinearSDE
 
 __all__ = ["Gaussian", "GaussianMixture"]
@@ -119,7 +119,7 @@ class Gaussian:
 
     def log_prob(self, x: Tensor) -> Tensor:
         """Log-density at ``x`` (``[B, *event]``) summed over the event: ``[B]``."""
-        return _normal_logp(x, self.mean, self.var)
+        return _normal_logp(check_points("x", x, self.event_shape), self.mean, self.var)
 
     def score(self, x: Tensor) -> Tensor:
         r"""$\nabla_x\log p(x) = -(x - \mu)/s^2$."""
@@ -255,6 +255,7 @@ class GaussianMixture:
 
     def log_prob(self, x: Tensor) -> Tensor:
         """Log-density (log-sum-exp over components), ``[B]``."""
+        x = check_points("x", x, self.event_shape)
         return torch.logsumexp(self.component_log_probs(x, self.means.unsqueeze(0), self._var.unsqueeze(0)), dim=1)
 
     def score(self, x: Tensor) -> Tensor:

@@ -108,6 +108,10 @@ def _randn(shape: Sequence[int], generator: Generator, device=None, dtype=None) 
 
 def _check_same_shape(name: str, value: Tensor, sample: Tensor) -> None:
     """diffusers silently broadcasts a mis-shaped model output to a new shape; we refuse it."""
+    for arg, tensor in ((name, value), ("sample", sample)):
+        if not isinstance(tensor, Tensor) or not tensor.is_floating_point():
+            kind = f"dtype {tensor.dtype}" if isinstance(tensor, Tensor) else type(tensor).__name__
+            raise TypeError(f"{arg} must be a floating-point torch.Tensor, got {kind}")
     if value.shape != sample.shape:
         raise ValueError(f"{name} must have the sample's shape {tuple(sample.shape)}, got {tuple(value.shape)}")
 

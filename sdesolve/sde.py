@@ -23,6 +23,7 @@ from ._utils import (
     check_int,
     check_positive,
     check_python_time,
+    check_sample,
     check_shape,
     event_numel,
     flat_sum,
@@ -163,7 +164,7 @@ class LinearSDE(SDE):
         return append_dims(r - 1, x.ndim) * x, self.transition_var(t, t_next).sqrt()
 
     def _gaussian_prior_logp(self, z: Tensor, std: float) -> Tensor:
-        d = event_numel(z)
+        d = event_numel(check_sample("z", z))
         return -0.5 * d * math.log(2 * math.pi * std**2) - flat_sum(z**2) / (2 * std**2)
 
     def _gaussian_prior(self, shape, generator, device, dtype, std: float) -> Tensor:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from ._utils import check_int, check_like
+from ._utils import check_int, check_like, check_sample
 from .sde import SDE, ScoreFn
 
 __all__ = ["TorchsdeSDE", "to_torchsde"]
@@ -52,6 +52,7 @@ class TorchsdeSDE(torch.nn.Module):
         return self.sde.T - s if self.reverse else s
 
     def _view(self, y: Tensor) -> Tensor:
+        check_sample("y", y)
         if y.ndim != 2:
             raise ValueError(f"torchsde states must have shape [B, d], got {tuple(y.shape)}")
         if self.event_shape is None:
@@ -62,8 +63,9 @@ class TorchsdeSDE(torch.nn.Module):
 
     def f(self, s: Tensor, y: Tensor) -> Tensor:
         """Drift in torchsde's time, ``[B, d]``."""
+        x = self._view(y)
         t = torch.as_tensor(self._time(s), dtype=y.dtype, device=y.device)
-        drift = self._drift(self._view(y), t).reshape(y.shape)
+        drift = self._drift(x, t).reshape(y.shape)
         return -drift if self.reverse else drift
 
     def g(self, s: Tensor, y: Tensor) -> Tensor:

@@ -33,11 +33,13 @@ from sdesolve import (
     LangevinCorrector,
     SubVPSDE,
     bits_per_dim,
+    dequantization_offset,
     get_sde,
     log_likelihood,
     make_grid,
     ode_sample,
     pc_sample,
+    uniform_grid,
 )
 from sdesolve._utils import (
     check_all_finite,
@@ -176,7 +178,7 @@ ROWS = [
     row("torchsde", "score-wrong-dtype", TypeError, "dtype", lambda: _bridge_f(f64_score)),
     row("torchsde", "event_shape-mismatch", ValueError, "event_shape", lambda: _bridge_f(SCORE, event_shape=(3,))),
     row("torchsde", "event_shape-float", TypeError, "event_shape", lambda: to_torchsde(SDE, SCORE, event_shape=(2.5,))),
-    row("torchsde", "state-1d", ValueError, "[B, d]", lambda: _bridge_f(SCORE, y=torch.zeros(4))),
+    row("torchsde", "state-1d", ValueError, "y must", lambda: _bridge_f(SCORE, y=torch.zeros(4))),
     # -- diffusers compatibility --------------------------------------------------------------------------------
     row("diffusers", "ve-sigma_min>sigma_max", ValueError, "sigma_min", lambda: ScoreSdeVeScheduler(sigma_min=10, sigma_max=1)),
     row("diffusers", "ve-sigma_min=0", ValueError, "sigma_min", lambda: ScoreSdeVeScheduler(sigma_min=0.0)),
@@ -475,6 +477,21 @@ def _surface():
         "ScoreSdeVpScheduler.prediction_type": lambda v: ScoreSdeVpScheduler(prediction_type=v),
         "pipeline.output_type": lambda v: _pipeline()(batch_size=1, num_inference_steps=1, output_type=v),
         "pipeline.batch_size": lambda v: _pipeline()(batch_size=v, num_inference_steps=1),
+        "pipeline.num_inference_steps": lambda v: _pipeline()(batch_size=1, num_inference_steps=v),
+        "ScoreSdeVeScheduler.set_sigmas": lambda v: ScoreSdeVeScheduler().set_sigmas(3, sigma_max=v),
+        "ScoreSdeVeScheduler.step_correct.model_output": lambda v: sched.step_correct(v, X),
+        "ScoreSdeVpScheduler.step_pred.t": lambda v: _vp_scheduler(3).step_pred(torch.zeros_like(X), X, v),
+        "SigmaScoreModel.in_channels": lambda v: SigmaScoreModel(SCORE, ve, sample_size=2, in_channels=v),
+        "Gaussian.log_prob.x": lambda v: DATA.log_prob(v),
+        "Gaussian.score_fn.t": lambda v: SCORE(X, v),
+        "GaussianMixture.score_fn.t": lambda v: MIX.score_fn(SDE)(X, v),
+        "prior_logp.z": lambda v: SDE.prior_logp(v),
+        "reverse.score_fn": lambda v: SDE.reverse(v),
+        "to_torchsde.score_fn": lambda v: to_torchsde(SDE, v),
+        "to_torchsde.f.y": lambda v: to_torchsde(SDE, SCORE).f(torch.tensor(0.5), v),
+        "dequantization_offset.low": lambda v: dequantization_offset(v, 1.0),
+        "dequantization_offset.bits": lambda v: dequantization_offset(0.0, 1.0, bits=v),
+        "uniform_grid.eps": lambda v: uniform_grid(SDE, 4, eps=v),
     }
 
 
