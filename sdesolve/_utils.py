@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import operator
 
 import torch
 from torch import Tensor
@@ -108,9 +109,12 @@ def check_shape(name: str, shape: object) -> tuple[int, ...]:
     """Validate a sample shape ``[B, *event]``: a sequence of Python ints, ``B >= 1``, at least one event dim >= 1."""
     if isinstance(shape, (str, bytes, Tensor)) or not hasattr(shape, "__len__"):
         raise TypeError(f"{name} must be a sequence of ints [B, *event], got {shape!r}")
-    dims = tuple(shape)
-    if any(isinstance(d, bool) or not isinstance(d, int) for d in dims):
-        raise TypeError(f"{name} must hold ints only (no floats: 2.7 is not a size), got {shape!r}")
+    try:
+        if any(isinstance(d, bool) for d in shape):
+            raise TypeError
+        dims = tuple(operator.index(d) for d in shape)  # Python, numpy and torch integers; never floats
+    except TypeError:
+        raise TypeError(f"{name} must hold ints only (no floats: 2.7 is not a size), got {shape!r}") from None
     if len(dims) < 2:
         raise ValueError(f"{name} must be [B, *event] with at least one event dim, got {dims}")
     if any(d < 1 for d in dims):
