@@ -222,3 +222,22 @@ def check_points(name: str, x: object, event_shape: tuple[int, ...] | torch.Size
     if not ok:
         raise ValueError(f"{name} must have shape [B, *event] with event {tuple(event_shape)}, got {tuple(x.shape)}")
     return x
+
+
+def check_device(name: str, device: object) -> torch.device | None:
+    """Parse a device argument (``None``, a string or a ``torch.device``); a malformed one is a ``ValueError``."""
+    if device is None or isinstance(device, torch.device):
+        return device
+    if not isinstance(device, (str, int)) or isinstance(device, bool):
+        raise TypeError(f"{name} must be a str, int or torch.device, got {device!r}")
+    try:
+        return torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"unknown {name} {device!r}; use e.g. 'cpu', 'cuda', 'cuda:0' or 'mps'") from None
+
+
+def check_generator(name: str, generator: object) -> torch.Generator | None:
+    """Validate an optional ``torch.Generator`` (an int seed is not one: ``torch.Generator().manual_seed(seed)``)."""
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"{name} must be a torch.Generator or None, got {generator!r}")
+    return generator

@@ -44,7 +44,9 @@ from sdesolve import (
 from sdesolve._utils import (
     check_all_finite,
     check_built_on,
+    check_device,
     check_float_dtype,
+    check_generator,
     check_like,
     check_sample,
     check_shape,
@@ -311,6 +313,9 @@ ROWS = [
     row("validator", "check_built_on-other-sde", ValueError, "built on",
         lambda: check_built_on("predictor", EulerMaruyama(VESDE()), SDE)),
     row("validator", "check_tolerance-below-float32", ValueError, "rtol", lambda: check_tolerance("rtol", 1e-14, torch.float32)),
+    row("validator", "check_device-unknown", ValueError, "device", lambda: check_device("device", "gpu0")),
+    row("validator", "check_device-float", TypeError, "device", lambda: check_device("device", 1.5)),
+    row("validator", "check_generator-int", TypeError, "generator must", lambda: check_generator("generator", 0)),
     row("validator", "check_all_finite-nan", FloatingPointError, "x", lambda: check_all_finite("x", X * NAN)),
 ]
 # fmt: on
@@ -343,6 +348,8 @@ def test_validators_accept_what_is_valid():
     assert check_built_on("predictor", EulerMaruyama(VPSDE()), SDE) is not None  # an equal SDE, another instance
     assert check_tolerance("rtol", 1e-5, torch.float32) == 1e-5 and check_tolerance("rtol", 1e-14, torch.float64)
     assert check_all_finite("x", X) is X
+    assert check_device("device", None) is None and check_device("device", "cpu") == torch.device("cpu")
+    assert check_generator("generator", None) is None
 
 
 def test_valid_edge_inputs_still_work():

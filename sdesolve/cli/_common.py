@@ -19,6 +19,8 @@ import torch
 import typer
 from typer.core import TyperGroup
 
+from .._utils import check_device as check_device_arg
+
 try:  # recent typer vendors click and raises its own copies of click's exceptions
     from typer._click import exceptions as click_errors
 except ImportError:  # typer that runs on the click package
@@ -59,10 +61,7 @@ def reported(errors: tuple[type[BaseException], ...] = (ValueError, TypeError, F
 
 def check_device(flag: str, device: str) -> torch.device:
     """Parse a torch device and check it is available here (``cuda`` without CUDA is one line, not a traceback)."""
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError, ValueError):
-        fail(f"{flag}: unknown device {device!r}; use cpu, cuda, cuda:<index> or mps")
+    dev = option(flag, check_device_arg, "device", device)
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             fail(f"{flag}: {device!r} asked for, but CUDA is not available on this machine (torch {torch.__version__})")
