@@ -23,7 +23,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-import sdesolve.cli.sample as sample_cmd
 from sdesolve import (
     VESDE,
     VPSDE,
@@ -365,54 +364,64 @@ def test_valid_edge_inputs_still_work():
 
 
 # -- the CLI ---------------------------------------------------------------------------------------------------
-def _cli_rows(tmp_path):
-    a_file = tmp_path / "a-file"
-    a_file.write_text("")
-    rows = [
-        (["sample", "--n", "0"], "--n"),
-        (["sample", "--n", "-5"], "--n"),
-        (["sample", "--n", "abc"], "--n"),
-        (["sample", "--steps", "0"], "--steps"),
-        (["sample", "--snr", "nan"], "--snr"),
-        (["sample", "--sde", "edm"], "--sde"),
-        (["sample", "--dtype", "int64"], "--dtype"),
-        (["sample", "--predictor", "heun"], "--predictor"),
-        (["sample", "--ode", "--method", "rk45"], "--method"),
-        (["sample", "--device", "gpu0"], "--device"),
-        (["sample", "--out", str(a_file / "sub")], "--out"),
-        (["sample", "--bogus"], "--bogus"),
-        (["likelihood", "--eps", "2"], "--eps"),
-        (["likelihood", "--n", "0"], "--n"),
-        (["likelihood", "--divergence", "skilling"], "--divergence"),
-        (["likelihood", "--rtol", "0"], "--rtol"),
-        (["likelihood", "--data", "digits"], "--data"),
-        (["likelihood", "--dim", "0"], "--dim"),
-        (["verify", "--json", str(tmp_path / "missing" / "rows.json")], "--json"),
-        (["verify", "--plot", str(tmp_path)], "--plot"),
-        (["bench", "--out", str(tmp_path)], "--out"),
-        (["no-such-command"], "no-such-command"),
-    ]
-    if not torch.cuda.is_available():
-        rows.append((["sample", "--device", "cuda"], "CUDA is not available"))
-    return rows
+# (arguments, the word the one error line must contain); "{tmp}" is a fresh folder, "{file}" a file in it.
+CLI_ROWS = [
+    (["sample", "--n", "0"], "--n"),
+    (["sample", "--n", "-5"], "--n"),
+    (["sample", "--n", "abc"], "--n"),
+    (["sample", "--steps", "0"], "--steps"),
+    (["sample", "--snr", "nan"], "--snr"),
+    (["sample", "--sde", "edm"], "--sde"),
+    (["sample", "--dtype", "int64"], "--dtype"),
+    (["sample", "--predictor", "heun"], "--predictor"),
+    (["sample", "--corrector", "mala"], "--corrector"),
+    (["sample", "--ode", "--method", "rk45"], "--method"),
+    (["sample", "--device", "gpu0"], "--device"),
+    (["sample", "--out", "{file}/sub"], "--out"),
+    (["sample", "--bogus"], "--bogus"),
+    (["likelihood", "--eps", "2"], "--eps"),
+    (["likelihood", "--n", "0"], "--n"),
+    (["likelihood", "--divergence", "skilling"], "--divergence"),
+    (["likelihood", "--rtol", "0"], "--rtol"),
+    (["likelihood", "--data", "digits"], "--data"),
+    (["likelihood", "--dim", "0"], "--dim"),
+    (["verify", "--json", "{tmp}/missing/rows.json"], "--json"),
+    (["verify", "--plot", "{tmp}"], "--plot"),
+    (["bench", "--out", "{tmp}"], "--out"),
+    (["no-such-command"], "no-such-command"),
+    pytest.param(
+        ["sample", "--device", "cuda"],
+        "CUDA is not available",
+        marks=pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here"),
+    ),
+]
 
 
-def test_cli_bad_options_are_one_line_exit_2_before_any_work(tmp_path, monkeypatch):
-    def no_work(*args, **kwargs):
-        raise AssertionError("sampling started before the options were checked")
+@pytest.fixture
+def no_work(monkeypatch):
+    """Any command that starts its work before checking its options fails the test."""
 
-    monkeypatch.setattr(sample_cmd, "pc_sample", no_work)
-    monkeypatch.setattr(sample_cmd, "ode_sample", no_work)
-    monkeypatch.setattr("sdesolve.cli.verify.run_suite", no_work)
-    monkeypatch.setattr("sdesolve.cli.likelihood.log_likelihood", no_work)
-    monkeypatch.setattr("sdesolve.cli.bench.load_benchmarks", no_work)
-    rows = _cli_rows(tmp_path)
-    for args, word in rows:
-        result = CliRunner().invoke(app, args)
-        lines = result.stderr.strip().splitlines()
-        assert result.exit_code == 2, (args, result.exit_code, result.output)
-        assert len(lines) == 1 and lines[0].startswith("Error: ") and word in lines[0], (args, result.stderr)
-    assert len(rows) >= 22
+    def refuse(*args, **kwargs):
+        raise AssertionError("work started before the options were checked")
+
+    for target in (
+        "sdesolve.cli.sample.pc_sample",
+        "sdesolve.cli.sample.ode_sample",
+        "sdesolve.cli.verify.run_suite",
+        "sdesolve.cli.likelihood.log_likelihood",
+        "sdesolve.cli.bench.load_benchmarks",
+    ):
+        monkeypatch.setattr(target, refuse)
+
+
+@pytest.mark.parametrize("args,word", CLI_ROWS)
+def test_cli_bad_option_is_one_line_exit_2_before_any_work(tmp_path, no_work, args, word):
+    (tmp_path / "a-file").write_text("")
+    args = [a.format(tmp=tmp_path, file=tmp_path / "a-file") for a in args]
+    result = CliRunner().invoke(app, args)
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == 2, (result.exit_code, result.output)
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and word in lines[0], result.stderr
 
 
 # -- hypothesis: arbitrary wrong values, only the three clear exceptions, bounded time -----------------------------
