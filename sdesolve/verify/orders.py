@@ -102,8 +102,7 @@ def exact_expectations(dist: Data, functionals: Sequence[str] = FUNCTIONALS) -> 
         check_choice("functional", f, FUNCTIONALS)
     if isinstance(dist, Gaussian):
         return torch.stack([_gauss_expect(f, dist.mean, dist.var) for f in functionals])
-    var = dist.stds**2 if dist.stds.shape == dist.means.shape else dist.stds.reshape(-1, 1) ** 2
-    var = var.expand_as(dist.means)
+    var = dist.component_vars.expand_as(dist.means)
     w = dist.weights.reshape(-1, *([1] * (dist.means.ndim - 1)))
     return torch.stack([(w * _gauss_expect(f, dist.means, var)).sum(0) for f in functionals])
 
