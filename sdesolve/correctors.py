@@ -214,9 +214,10 @@ class _StateFreeLangevin(Corrector):
 class GridLangevin(_StateFreeLangevin):
     r"""Unadjusted Langevin with a step tied to the grid spacing, so that PC sampling converges (weak order 1).
 
-    $\varepsilon_i = 2\alpha\,\mathrm{snr}^2\sigma(t_i)^2\cdot N_{\rm ref}|t_i - t_{i+1}|/T$: the σ-rule at the
-    reference grid of $N_{\rm ref}$ uniform steps (default ``sde.N``, score_sde's 1000), shrinking in proportion
-    to the actual spacing. The corrector then adds Langevin dynamics at the finite rate
+    $\varepsilon_i = 2\alpha\,\mathrm{snr}^2\sigma(t_i)^2\cdot\min(1, N_{\rm ref}|t_i - t_{i+1}|/T)$: the σ-rule on
+    grids up to $N_{\rm ref}$ uniform steps (default ``sde.N``, score_sde's 1000), shrinking in proportion to the
+    spacing on finer ones (never larger than the σ-rule: unadjusted Langevin on $\mathcal N(\mu, v)$ is unstable
+    for $\varepsilon \ge 2v$). The corrector then adds Langevin dynamics at the finite rate
     $\lambda(t) = 2\mathrm{snr}^2\sigma^2N_{\rm ref}/T$ to the reverse SDE, which keeps every marginal $p_t$ in
     continuous time (Karras et al. 2022, eq. 6, with $\beta(t)\sigma^2 = \lambda/2$): the PC chain is a
     consistent splitting of that SDE, with weak error O(h). With a fixed snr instead, $\lambda = \varepsilon/h \to
@@ -224,7 +225,7 @@ class GridLangevin(_StateFreeLangevin):
 
     Args:
         sde: a `LinearSDE`.
-        snr: the σ-rule's snr at the reference grid.
+        snr: the σ-rule's snr (applied as is on grids of at most ``ref_steps`` steps).
         n_steps: Langevin steps per call.
         ref_steps: $N_{\rm ref}$ (default ``sde.N``).
     """
@@ -243,7 +244,8 @@ class GridLangevin(_StateFreeLangevin):
     def step_size(self, t: Tensor, t_next: Tensor | None) -> Tensor:
         if t_next is None:
             raise ValueError("GridLangevin needs t_next (its step is proportional to |t - t_next|); got t_next=None")
-        return sigma_rule_step(self.sde, self.snr, t, t_next) * (self.ref_steps * (t - t_next).abs() / self.sde.T)
+        shrink = (self.ref_steps * (t - t_next).abs() / self.sde.T).clamp(max=1.0)
+        return sigma_rule_step(self.sde, self.snr, t, t_next) * shrink
 
     def step(self, x, t, score_fn, generator=None, t_next=None):
         tb = batch_time(t, x)

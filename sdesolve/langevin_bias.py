@@ -374,6 +374,19 @@ def _ula_step_size(corr: Corrector, t: Tensor, t_next: Tensor, score_fn, like: T
     return eps[0][0]
 
 
+def _batch_rule_step(corr: LangevinCorrector, m: Tensor, V: Tensor, p_t: Gaussian, t: Tensor, t_next: Tensor) -> Tensor:
+    r"""The batch rule's step for 1-D data in the mean-field limit (batch → ∞), with $x \sim \mathcal N(m, V)$.
+
+    $\varepsilon = 2\alpha\,\mathrm{snr}^2(\mathbb E|z|/\mathbb E|\nabla\log p_t(x)|)^2$, $\mathbb E|z| = \sqrt{2/\pi}$,
+    $\mathbb E|x - \mu_t| = \sqrt{2V/\pi}\,e^{-\delta^2/2V} + \delta\operatorname{erf}(\delta/\sqrt{2V})$ (folded
+    normal, $\delta = m - \mu_t$), $\alpha = \alpha(t)^2/\alpha(t')^2$.
+    """
+    delta = m - p_t.mean
+    folded = (2 * V / math.pi).sqrt() * torch.exp(-(delta**2) / (2 * V)) + delta * torch.erf(delta / (2 * V).sqrt())
+    alpha = (2 * (corr.sde.log_mean_coeff(t) - corr.sde.log_mean_coeff(t_next))).exp()
+    return 2 * alpha * corr.snr**2 * (math.sqrt(2 / math.pi) * p_t.var / folded) ** 2
+
+
 def pc_gaussian_law(
     sde: LinearSDE,
     data: Gaussian,
@@ -392,8 +405,9 @@ def pc_gaussian_law(
         sde: a linear SDE.
         data: diagonal Gaussian data (float64 recommended).
         predictor: name or instance (affine with the exact Gaussian score).
-        corrector: None or an unadjusted Langevin corrector with ``n_steps=1`` and a state-independent step
-            (`LangevinCorrector` with ``norm="sigma"``, `GridLangevin`).
+        corrector: None or an unadjusted Langevin corrector with ``n_steps=1``: a state-independent step
+            (`LangevinCorrector` with ``norm="sigma"``, `GridLangevin`), or ``norm="batch"`` on 1-D data in the
+            mean-field limit (`_batch_rule_step`).
         steps: intervals of the uniform grid.
         eps: final time.
 
@@ -404,6 +418,9 @@ def pc_gaussian_law(
     corr = get_corrector(corrector, sde)
     if isinstance(corr, MALACorrector) or getattr(corr, "n_steps", 1) != 1:
         raise ValueError(f"exact propagation needs an unadjusted corrector with n_steps=1, got {corr!r}")
+    batch_rule = isinstance(corr, LangevinCorrector) and corr.norm == "batch"
+    if batch_rule and tuple(data.event_shape) != (1,):
+        raise ValueError(f"the batch rule propagates exactly for 1-D data only, got event shape {data.event_shape}")
     score_fn = data.score_fn(sde)
     grid = uniform_grid(sde, check_int("steps", steps), eps, dtype=data.mean.dtype)
     prior = data.marginal(sde, sde.T)
@@ -412,7 +429,10 @@ def pc_gaussian_law(
         t, t_next = grid[i], grid[i + 1]
         if not isinstance(corr, NoCorrector):
             p_t = data.marginal(sde, t)
-            e = _ula_step_size(corr, t, t_next, score_fn, m)
+            if batch_rule:
+                e = _batch_rule_step(corr, m, V, p_t, t, t_next)
+            else:
+                e = _ula_step_size(corr, t, t_next, score_fn, m)
             m, V = m + e * (p_t.mean - m) / p_t.var, (1 - e / p_t.var) ** 2 * V + 2 * e
         a, b, c = _affine_step(pred, t, t_next, score_fn, m)
         m, V = a * m + b, a**2 * V + (c**2 if i < steps - 1 else 0.0)
@@ -470,29 +490,33 @@ def grid_rule_study(
     data: Gaussian,
     *,
     snr: float = 0.16,
-    steps: Sequence[int] = (250, 500, 1000, 2000, 4000),
+    steps: Sequence[int] = (125, 250, 500, 1000),
+    ref_steps: int = 100,
+    baseline: str = "batch",
     predictor: str = "reverse_diffusion",
     eps: float = 1e-3,
 ) -> tuple[OrderStudy, np.ndarray]:
-    """Exact PC std errors with `GridLangevin` (fitted order, expected 1) and with the σ-rule `LangevinCorrector`.
+    r"""Exact PC std errors of `GridLangevin` (fitted order, claimed 1) beside a fixed-snr `LangevinCorrector`.
+
+    Args:
+        data: Gaussian data (1-D for ``baseline="batch"``).
+        steps: step counts, all above ``ref_steps`` (where the grid rule shrinks).
+        ref_steps: `GridLangevin`'s reference grid.
+        baseline: the fixed-snr corrector's ``norm`` (``"batch"`` plateaus at $\sqrt{1+\mathrm{snr}^2}-1$).
 
     Returns:
-        ``(study, sigma_rule_errors)``: the grid rule's `OrderStudy` on |error| and the σ-rule's signed errors at
-        the same step counts.
+        ``(study, baseline_errors)``: the grid rule's `OrderStudy` on |error| and the baseline's signed errors.
     """
-    grid_errs, sigma_errs = [], []
-    for n in steps:
-        grid_errs.append(pc_std_error(sde, data, GridLangevin(sde, snr=snr), n, predictor=predictor, eps=eps)[0])
-        sigma_errs.append(pc_std_error(sde, data, LangevinCorrector(sde, snr=snr), n, predictor=predictor, eps=eps)[0])
+    if min(steps) < ref_steps:
+        raise ValueError(f"steps must be >= ref_steps={ref_steps} (the grid rule shrinks there), got {tuple(steps)}")
+    grid_corr = GridLangevin(sde, snr=snr, ref_steps=ref_steps)
+    base = LangevinCorrector(sde, snr=snr, norm=baseline)
+    grid_errs = [pc_std_error(sde, data, grid_corr, n, predictor=predictor, eps=eps)[0] for n in steps]
+    base_errs = [pc_std_error(sde, data, base, n, predictor=predictor, eps=eps)[0] for n in steps]
     study = OrderStudy(
-        "weak",
-        "exact propagation",
-        tuple(steps),
-        np.abs(grid_errs),
-        np.zeros(len(steps)),
-        float(GridLangevin.weak_order),
+        "weak", "exact propagation", tuple(steps), np.abs(grid_errs), np.zeros(len(steps)), GridLangevin.weak_order
     )
-    return study, np.array(sigma_errs)
+    return study, np.array(base_errs)
 
 
 def plot_bias(rows: Sequence[BiasRow], path) -> None:
