@@ -77,6 +77,12 @@ BIAS_DATA: dict[str, Callable[[], Data]] = {
 
 
 # -- closed forms ---------------------------------------------------------------------------------------------
+def _check_params(v: float, snr: float, sigma: float, alpha: float, rule: str) -> tuple[float, float, float, float]:
+    check_choice("rule", rule, RULES)
+    snr, sigma = check_positive("snr", snr, strict=False), check_positive("sigma", sigma, strict=False)
+    return check_positive("v", v), snr, sigma, check_positive("alpha", alpha)
+
+
 def stationary_variance(v: float, snr: float, sigma: float, rule: str = "sigma", alpha: float = 1.0) -> float:
     r"""Closed-form stationary variance of the corrector on $\mathcal N(\mu, v)$ at noise level $\sigma$.
 
@@ -93,9 +99,7 @@ def stationary_variance(v: float, snr: float, sigma: float, rule: str = "sigma",
     Returns:
         The stationary variance; ``ValueError`` where the σ-rule chain is unstable ($\varepsilon \ge 2v$).
     """
-    v, snr = check_positive("v", v), check_positive("snr", snr, strict=False)
-    sigma, alpha = check_positive("sigma", sigma, strict=False), check_positive("alpha", alpha)
-    check_choice("rule", rule, RULES)
+    v, snr, sigma, alpha = _check_params(v, snr, sigma, alpha, rule)
     if rule == "mala":
         return v
     if rule == "batch":
@@ -121,7 +125,7 @@ def variance_recursion(
         n_steps: Langevin steps (≥ 0).
         v0: start variance (default ``v``: the chain starts from the exact $p_t$).
     """
-    check_choice("rule", rule, RULES)
+    v, snr, sigma, alpha = _check_params(v, snr, sigma, alpha, rule)
     n_steps = check_int("n_steps", n_steps, minimum=0)
     V = check_positive("v0", v if v0 is None else v0)
     if rule == "mala":
