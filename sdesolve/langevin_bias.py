@@ -243,7 +243,7 @@ def _corrector_for(rule: str, sde: LinearSDE, data: Data, snr: float, n_steps: i
     return LangevinCorrector(sde, snr=snr, n_steps=n_steps, norm=rule)
 
 
-def default_steps(v: float, eps: float, cap: int = 2000) -> int:
+def default_steps(v: float, eps: float, cap: int = 1000) -> int:
     r"""Steps to relax within $e^{-8}$ of stationarity from $p_t$: $\lceil 4v/\varepsilon\rceil$ (the AR(1)
     variance contracts by $(1-\varepsilon/v)^2 \approx e^{-2\varepsilon/v}$ a step), at most ``cap``."""
     return max(1, min(cap, math.ceil(4 * v / eps)))
@@ -326,13 +326,13 @@ def bias_table(
     """The corrector's variance inflation over snr × noise level × SDE × data × rule, measured against theory.
 
     ``quick``: snr ∈ {0.16, 0.5}, 16 384 chains, the middle and highest noise levels; otherwise snr ∈ {0.1,
-    0.16, 0.3, 0.5}, 65 536 chains, three noise levels (`BIAS_TIMES`). The batch rule runs on Gaussian data only.
+    0.16, 0.3, 0.5}, 32 768 chains, three noise levels (`BIAS_TIMES`). The batch rule runs on Gaussian data only.
 
     Returns:
         One `BiasRow` per case.
     """
     snrs = ((0.16, 0.5) if quick else (0.1, 0.16, 0.3, 0.5)) if snrs is None else tuple(snrs)
-    n_chains = (16384 if quick else 65536) if n_chains is None else n_chains
+    n_chains = (16384 if quick else 32768) if n_chains is None else n_chains
     rows = []
     for sde_name in sdes:
         sde = get_sde(check_choice("sde", sde_name, tuple(SDES)))
