@@ -289,7 +289,7 @@ class MALACorrector(_StateFreeLangevin):
     Metropolis–Hastings ratio requires), accepted with probability $\min(1, r)$,
     $\log r = \log p_t(y) - \log p_t(x) - \tfrac{\|x - y - \varepsilon\nabla\log p_t(y)\|^2 -
     \|y - x - \varepsilon\nabla\log p_t(x)\|^2}{4\varepsilon}$, per sample. The score at an accepted point is
-    reused, so ``n_steps`` steps cost ``n_steps + 1`` score and ``2 n_steps`` log-density evaluations.
+    reused, so ``n_steps`` steps cost ``n_steps + 1`` score and ``n_steps + 1`` log-density evaluations.
 
     Args:
         sde: a `LinearSDE`.

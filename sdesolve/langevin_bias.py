@@ -121,8 +121,11 @@ def variance_recursion(
 
     Args:
         v: variance of $p_t$.
-        snr, sigma, rule, alpha: as in `stationary_variance`.
+        snr: signal-to-noise ratio, as in `stationary_variance`.
+        sigma: the SDE's $\sigma(t)$.
         n_steps: Langevin steps (≥ 0).
+        rule: ``"sigma"``, ``"batch"`` or ``"mala"``.
+        alpha: score_sde's VP factor (1 at a fixed t).
         v0: start variance (default ``v``: the chain starts from the exact $p_t$).
     """
     v, snr, sigma, alpha = _check_params(v, snr, sigma, alpha, rule)
@@ -273,7 +276,8 @@ def corrector_bias(
         n_steps: corrector steps (default `default_steps`, ≳ 1/snr² at high noise).
         n_chains: independent chains (pooled 1-D samples).
         seed: seeds the start states and the chains.
-        sde_name, data_name: labels for the row.
+        sde_name: label of the SDE in the row.
+        data_name: label of the data in the row.
 
     Returns:
         `BiasRow`; ``se`` is $\sqrt{(m_4 - \hat V^2)/n}$ from the sample's fourth central moment.
