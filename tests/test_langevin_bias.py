@@ -183,3 +183,20 @@ def test_grid_langevin_exact_pc_error_shrinks_with_steps_on_default_reference():
     e_sigma, _ = pc_std_error(sde, GAUSS, LangevinCorrector(sde), 50)
     e_grid, _ = pc_std_error(sde, GAUSS, GridLangevin(sde), 50)
     assert e_grid == pytest.approx(e_sigma, rel=1e-10)
+
+
+@pytest.mark.slow
+def test_cli_verify_correctors_quick(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from sdesolve.cli import app
+
+    out, png = tmp_path / "bias.json", tmp_path / "bias.png"
+    res = CliRunner().invoke(app, ["verify", "--correctors", "--quick", "--json", str(out), "--plot", str(png)])
+    assert res.exit_code == 0, res.output
+    payload = json.loads(out.read_text())
+    assert len(payload["bias"]) == 40 and all(r["passed"] for r in payload["bias"])
+    assert all(abs(s["slope"] - 1) <= 0.1 for s in payload["grid_rule"].values()) and png.stat().st_size > 0
+    assert "42/42 passed" in res.output
