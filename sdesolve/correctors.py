@@ -206,9 +206,10 @@ class _StateFreeLangevin(Corrector):
     def step_size(self, t: Tensor, t_next: Tensor | None) -> Tensor:
         """Step ``[B]`` at times ``t`` ``[B]`` (``t_next`` the predictor's next times, or None)."""
 
-    def _step_size(self, x: Tensor, t: TimeLike, t_next: TimeLike | None) -> Tensor:
+    def _time_and_step(self, x: Tensor, t: TimeLike, t_next: TimeLike | None) -> tuple[Tensor, Tensor]:
+        """``t`` as ``[B]`` and the step ``[B]``."""
         t = batch_time(t, x)
-        return self.step_size(t, None if t_next is None else batch_time(t_next, x))
+        return t, self.step_size(t, None if t_next is None else batch_time(t_next, x))
 
 
 class GridLangevin(_StateFreeLangevin):
@@ -219,7 +220,7 @@ class GridLangevin(_StateFreeLangevin):
     spacing on finer ones (never larger than the σ-rule: unadjusted Langevin on $\mathcal N(\mu, v)$ is unstable
     for $\varepsilon \ge 2v$). The corrector then adds Langevin dynamics at the finite rate
     $\lambda(t) = 2\mathrm{snr}^2\sigma^2N_{\rm ref}/T$ to the reverse SDE, which keeps every marginal $p_t$ in
-    continuous time (Karras et al. 2022, eq. 6, with $\beta(t)\sigma^2 = \lambda/2$): the PC chain is a
+    continuous time (Karras et al. 2022, eq. 6, with $\beta(t)\sigma(t)^2 = \lambda(t)$): the PC chain is a
     consistent splitting of that SDE, with weak error O(h). With a fixed snr instead, $\lambda = \varepsilon/h \to
     \infty$ and the unadjusted chain's stationary bias $V = v/(1-\varepsilon/2v)$ is reached at every level.
 
@@ -248,8 +249,7 @@ class GridLangevin(_StateFreeLangevin):
         return sigma_rule_step(self.sde, self.snr, t, t_next) * shrink
 
     def step(self, x, t, score_fn, generator=None, t_next=None):
-        tb = batch_time(t, x)
-        eps = self._step_size(x, t, t_next)
+        tb, eps = self._time_and_step(x, t, t_next)
         x_mean = x
         for _ in range(self.n_steps):
             x, x_mean = _ula_proposal(x, score_fn(x, tb), eps, randn_like(x, generator))
@@ -308,7 +308,7 @@ class MALACorrector(_StateFreeLangevin):
         n_steps: int = 1,
         acceptance: AcceptanceLog | None = None,
     ) -> None:
-        super().__init__(sde, snr, n_steps)
+        super().__init__(sde, check_positive("snr", snr), n_steps)  # snr > 0: the acceptance ratio divides by ε
         if not callable(log_prob_fn):
             raise TypeError(
                 f"MALACorrector needs log_prob_fn(x, t) -> [B] (e.g. data.log_prob_fn(sde)), got {log_prob_fn!r}; "
@@ -327,8 +327,7 @@ class MALACorrector(_StateFreeLangevin):
         return sigma_rule_step(self.sde, self.snr, t, t_next)
 
     def step(self, x, t, score_fn, generator=None, t_next=None):
-        tb = batch_time(t, x)
-        eps = self._step_size(x, t, t_next)
+        tb, eps = self._time_and_step(x, t, t_next)
         grad, logp = score_fn(x, tb), self.log_prob_fn(x, tb)
         x_mean = x
         for _ in range(self.n_steps):

@@ -299,7 +299,10 @@ def corrector_bias(
         expected = variance_recursion(v, snr, sigma, n_steps, rule) if rule != "mala" else v
     else:
         score = data.score_fn(sde)
-        at_t = lambda x: score(x, tt)  # noqa: E731
+
+        def at_t(x: Tensor) -> Tensor:
+            return score(x, tt)
+
         stationary = ula_law_1d(p_t, at_t, eps)[1]
         expected = ula_law_1d(p_t, at_t, eps, n_steps)[1]
     gen = torch.Generator().manual_seed(seed)

@@ -237,8 +237,8 @@ def test_mala_runs_in_pc_sample_and_errors():
         pc_sample(sde, data.score_fn(sde), (4, 1), corrector="mala", steps=2)
     with pytest.raises(TypeError, match="AcceptanceLog"):
         MALACorrector(sde, data.log_prob_fn(sde), acceptance=[])
-    with pytest.raises(ValueError, match="snr must be finite and >= 0"):
-        MALACorrector(sde, data.log_prob_fn(sde), snr=-0.1)
+    with pytest.raises(ValueError, match="snr must be finite and > 0"):
+        MALACorrector(sde, data.log_prob_fn(sde), snr=0.0)
     with pytest.raises(TypeError, match="needs a LinearSDE"):
         GridLangevin(sde.reverse(data.score_fn(sde)))
     with pytest.raises(ValueError, match="ref_steps"):

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
 import typer
 
 from ..verify import SuiteRow, run_suite
+
+if TYPE_CHECKING:
+    from ..langevin_bias import BiasRow
 
 
 def _line(row: SuiteRow) -> str:
@@ -43,12 +46,11 @@ def _plot(rows: list[SuiteRow], path: Path) -> None:
     plt.close(fig)
 
 
-def _bias_line(row) -> str:
-    rel = lambda v: f"{v / row.exact - 1:+8.4f}"  # noqa: E731
+def _bias_line(row: BiasRow) -> str:
+    rel = " ".join(f"{v / row.exact - 1:+8.4f}" for v in (row.closed_form, row.stationary, row.expected, row.measured))
     acc = "" if row.acceptance is None else f"{row.acceptance:.3f}"
     return (
-        f"{row.sde:4s} {row.data:9s} {row.rule:6s} {row.t:5.2f} {row.sigma:8.3f} {row.snr:5.2f} {row.n_steps:6d} "
-        f"{rel(row.closed_form)} {rel(row.stationary)} {rel(row.expected)} {rel(row.measured)} "
+        f"{row.sde:4s} {row.data:9s} {row.rule:6s} {row.t:5.2f} {row.sigma:8.3f} {row.snr:5.2f} {row.n_steps:6d} {rel} "
         f"{row.se / row.exact:7.4f} {row.z:+6.2f} {acc:6s} {'PASS' if row.passed else 'FAIL'}"
     )
 
