@@ -303,7 +303,7 @@ class MALACorrector(_StateFreeLangevin):
     def __init__(
         self,
         sde: SDE,
-        log_prob_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
+        log_prob_fn: Callable[[Tensor, Tensor], Tensor],
         snr: float = 0.16,
         n_steps: int = 1,
         acceptance: AcceptanceLog | None = None,
@@ -311,8 +311,7 @@ class MALACorrector(_StateFreeLangevin):
         super().__init__(sde, check_positive("snr", snr), n_steps)  # snr > 0: the acceptance ratio divides by ε
         if not callable(log_prob_fn):
             raise TypeError(
-                f"MALACorrector needs log_prob_fn(x, t) -> [B] (e.g. data.log_prob_fn(sde)), got {log_prob_fn!r}; "
-                "build the instance and pass it as corrector="
+                f"MALACorrector needs a callable log_prob_fn(x, t) -> [B] (e.g. data.log_prob_fn(sde)), got {log_prob_fn!r}"
             )
         if acceptance is not None and not isinstance(acceptance, AcceptanceLog):
             raise TypeError(f"acceptance must be an AcceptanceLog or None, got {acceptance!r}")
@@ -346,5 +345,4 @@ class MALACorrector(_StateFreeLangevin):
         return x, x_mean
 
 
-CORRECTORS["grid_langevin"] = GridLangevin
-CORRECTORS["mala"] = MALACorrector
+CORRECTORS["grid_langevin"] = GridLangevin  # MALA is not registered: no name can supply its log-density

@@ -51,6 +51,7 @@ from .verify import OrderStudy, _affine_step
 __all__ = [
     "RULES",
     "BIAS_DATA",
+    "BIAS_TIMES",
     "stationary_variance",
     "variance_recursion",
     "ula_law_1d",
@@ -418,7 +419,7 @@ def pc_gaussian_law(
         predictor: name or instance (affine with the exact Gaussian score).
         corrector: None or an unadjusted Langevin corrector with ``n_steps=1``: a state-independent step
             (`LangevinCorrector` with ``norm="sigma"``, `GridLangevin`), or ``norm="batch"`` on 1-D data in the
-            mean-field limit (`_batch_rule_step`).
+            large-batch limit (ε from the folded-normal mean of the current law).
         steps: intervals of the uniform grid.
         eps: final time.
 
@@ -488,7 +489,7 @@ def pc_std_error(
         steps=steps,
         eps=eps,
         generator=gen,
-        x_init=data.marginal(sde, sde.T).sample(n_samples, gen).to(data.mean.dtype),
+        x_init=data.marginal(sde, sde.T).sample(n_samples, gen),
     )
     d = (x - x.mean()).reshape(-1).double()
     var = float((d**2).mean())

@@ -135,10 +135,10 @@ def test_sigma_rule_stationary_variance_matches_theory():
 
 def test_registry_and_errors():
     sde = VPSDE()
-    assert set(CORRECTORS) == {"langevin", "annealed_langevin", "none", "grid_langevin", "mala"}
+    assert set(CORRECTORS) == {"langevin", "annealed_langevin", "none", "grid_langevin"}
     assert isinstance(get_corrector(None, sde), NoCorrector)
     assert get_corrector("langevin", sde, snr=0.3, n_steps=2).snr == 0.3
-    with pytest.raises(ValueError, match="choose one of: langevin, annealed_langevin, none, grid_langevin, mala"):
+    with pytest.raises(ValueError, match="choose one of: langevin, annealed_langevin, none, grid_langevin"):
         get_corrector("hmc", sde)
     with pytest.raises(ValueError, match="snr must be finite and >= 0"):
         LangevinCorrector(sde, snr=-1.0)
@@ -233,7 +233,9 @@ def test_mala_runs_in_pc_sample_and_errors():
     assert x.shape == (64, 1) and info["nfe"] == 20 * (1 + 2) and len(log) == 20
     assert np.all((log.as_arrays()[1] > 0) & (log.as_arrays()[1] <= 1))
     assert AcceptanceLog().as_arrays()[0].shape == (0,)
-    with pytest.raises(TypeError, match="log_prob_fn"):
+    with pytest.raises(TypeError, match="callable log_prob_fn"):
+        MALACorrector(sde, data)  # the oracle itself, not its log_prob_fn(sde)
+    with pytest.raises(ValueError, match="choose one of"):  # no name can supply a log-density
         pc_sample(sde, data.score_fn(sde), (4, 1), corrector="mala", steps=2)
     with pytest.raises(TypeError, match="AcceptanceLog"):
         MALACorrector(sde, data.log_prob_fn(sde), acceptance=[])
