@@ -2,7 +2,18 @@
 
 from .adapters import score_from_eps, score_from_sigma_model, score_from_x0
 from .analytic import Gaussian, GaussianMixture
-from .correctors import CORRECTORS, AnnealedLangevin, Corrector, LangevinCorrector, NoCorrector, get_corrector
+from .correctors import (
+    CORRECTORS,
+    AcceptanceLog,
+    AnnealedLangevin,
+    Corrector,
+    GridLangevin,
+    LangevinCorrector,
+    MALACorrector,
+    NoCorrector,
+    get_corrector,
+    sigma_rule_step,
+)
 from .grids import karras_grid, log_sigma_grid, make_grid, uniform_grid
 from .likelihood import DIVERGENCES, bits_per_dim, dequantization_offset, log_likelihood
 from .predictors import (
@@ -53,6 +64,10 @@ __all__ = [
     "NoCorrector",
     "CORRECTORS",
     "get_corrector",
+    "GridLangevin",
+    "MALACorrector",
+    "AcceptanceLog",
+    "sigma_rule_step",
     "pc_sample",
     "ode_sample",
     "ODE_METHODS",

@@ -3,11 +3,22 @@
 import math
 import warnings
 
+import numpy as np
 import pytest
 import torch
 
-from sdesolve import VESDE, VPSDE, AnnealedLangevin, Gaussian, LangevinCorrector, NoCorrector, get_corrector
-from sdesolve.correctors import CORRECTORS
+from sdesolve import (
+    VESDE,
+    VPSDE,
+    AnnealedLangevin,
+    Gaussian,
+    GaussianMixture,
+    LangevinCorrector,
+    NoCorrector,
+    get_corrector,
+    pc_sample,
+)
+from sdesolve.correctors import CORRECTORS, AcceptanceLog, GridLangevin, MALACorrector, sigma_rule_step
 
 DATA = Gaussian(0.3, 0.5, event_shape=(64,))
 
@@ -124,11 +135,11 @@ def test_sigma_rule_stationary_variance_matches_theory():
 
 def test_registry_and_errors():
     sde = VPSDE()
-    assert set(CORRECTORS) == {"langevin", "annealed_langevin", "none"}
+    assert set(CORRECTORS) == {"langevin", "annealed_langevin", "none", "grid_langevin"}
     assert isinstance(get_corrector(None, sde), NoCorrector)
     assert get_corrector("langevin", sde, snr=0.3, n_steps=2).snr == 0.3
-    with pytest.raises(ValueError, match="choose one of: langevin, annealed_langevin, none"):
-        get_corrector("mala", sde)
+    with pytest.raises(ValueError, match="choose one of: langevin, annealed_langevin, none, grid_langevin"):
+        get_corrector("hmc", sde)
     with pytest.raises(ValueError, match="snr must be finite and >= 0"):
         LangevinCorrector(sde, snr=-1.0)
     with pytest.raises(ValueError, match="choose one of: sigma, batch, sample"):
@@ -137,3 +148,102 @@ def test_registry_and_errors():
         LangevinCorrector(sde, n_steps=0)
     with pytest.raises(TypeError, match="sdesolve SDE"):
         LangevinCorrector("vp")
+
+
+# -- correctors whose error vanishes (issue 14) ----------------------------------------------------------------
+def test_sigma_rule_step_is_langevin_corrector_sigma_step_with_vp_factor():
+    sde = VPSDE()
+    t, tn = torch.tensor([0.2, 0.7]), torch.tensor([0.19, 0.69])
+    alpha = sde.mean_coeff(t) ** 2 / sde.mean_coeff(tn) ** 2
+    ours = sigma_rule_step(sde, 0.3, t, tn)
+    ref = LangevinCorrector(sde, snr=0.3).step_size(torch.randn(2, 3), torch.randn(2, 3), t, alpha)
+    torch.testing.assert_close(ours, ref)
+    torch.testing.assert_close(sigma_rule_step(sde, 0.3, t, None), 2 * 0.3**2 * sde.std(t) ** 2)
+
+
+def test_grid_langevin_step_is_sigma_rule_shrunk_by_grid_spacing():
+    sde = VESDE()
+    corr = GridLangevin(sde, snr=0.2, ref_steps=100)
+    t = torch.tensor([0.5, 0.5])
+    for h, shrink in ((1e-3, 0.1), (1e-2, 1.0), (0.1, 1.0)):  # min(1, 100 h): never above the sigma-rule
+        eps = corr.step_size(t, t - h)
+        torch.testing.assert_close(eps, 2 * 0.2**2 * sde.std(t) ** 2 * shrink)
+    assert GridLangevin(sde).ref_steps == sde.N and GridLangevin.weak_order == 1.0
+    # one full step: x + eps * score + sqrt(2 eps) z, the noise recovered from the same generator seed
+    score = DATA.score_fn(sde)
+    x = torch.randn(4, 64, generator=torch.Generator().manual_seed(0))
+    out, mean = corr.step(x, 0.5, score, generator=torch.Generator().manual_seed(3), t_next=0.499)
+    z = torch.randn(x.shape, generator=torch.Generator().manual_seed(3))
+    eps = float(corr.step_size(torch.tensor([0.5]), torch.tensor([0.499]))[0])
+    torch.testing.assert_close(mean, x + eps * score(x, 0.5))
+    torch.testing.assert_close(out, mean + math.sqrt(2 * eps) * z)
+    with pytest.raises(ValueError, match="needs t_next"):
+        corr.step(x, 0.5, score)
+
+
+def reference_mala_step(x, t, score_fn, log_prob_fn, eps, gen):
+    """One Metropolis-adjusted Langevin step (Roberts & Tweedie 1996), written out independently of sdesolve."""
+    z = torch.randn(x.shape, generator=gen, dtype=x.dtype)
+    y = x + eps * score_fn(x, t) + math.sqrt(2 * eps) * z
+    log_q_fwd = -((y - x - eps * score_fn(x, t)) ** 2).sum(1) / (4 * eps)
+    log_q_bwd = -((x - y - eps * score_fn(y, t)) ** 2).sum(1) / (4 * eps)
+    log_r = log_prob_fn(y, t) - log_prob_fn(x, t) + log_q_bwd - log_q_fwd
+    u = torch.rand(x.shape[0], generator=gen, dtype=x.dtype)
+    accept = torch.log(u) < log_r
+    return torch.where(accept[:, None], y, x), accept
+
+
+def test_mala_step_matches_independent_reference_on_a_mixture():
+    sde = VESDE()
+    mix = GaussianMixture([0.3, 0.7], [[-1.0, 0.0], [1.0, 0.5]], [0.3, 0.5]).to(dtype=torch.float64)
+    score, logp = mix.score_fn(sde), mix.log_prob_fn(sde)
+    x = torch.randn(512, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    t, snr = 0.4, 0.8  # a large step, so that a good share of proposals is rejected
+    eps = 2 * snr**2 * float(sde.std(torch.tensor(t, dtype=torch.float64))) ** 2
+    log = AcceptanceLog()
+    corr = MALACorrector(sde, logp, snr=snr, n_steps=3, acceptance=log)
+    ours, _ = corr.step(x, t, score, generator=torch.Generator().manual_seed(1))
+    gen, ref, rates = torch.Generator().manual_seed(1), x, []
+    for _ in range(3):
+        ref, accept = reference_mala_step(ref, t, score, logp, eps, gen)
+        rates.append(float(accept.double().mean()))
+    torch.testing.assert_close(ours, ref, rtol=1e-12, atol=1e-12)
+    times, recorded = log.as_arrays()
+    assert len(log) == 3 and times.tolist() == pytest.approx([t] * 3)
+    # the log holds mean acceptance probabilities; the realised acceptance fraction of 512 chains is within 4 SE
+    assert 0.2 < min(rates) and max(rates) < 0.95
+    assert np.all(np.abs(recorded - np.array(rates)) < 4 * np.sqrt(recorded * (1 - recorded) / 512))
+    assert corr.nfe == 4
+
+
+def test_mala_runs_in_pc_sample_and_errors():
+    sde = VESDE()
+    data = Gaussian(0.3, 0.5)
+    log = AcceptanceLog()
+    corr = MALACorrector(sde, data.log_prob_fn(sde), snr=0.3, acceptance=log)
+    x, info = pc_sample(
+        sde,
+        data.score_fn(sde),
+        (64, 1),
+        corrector=corr,
+        steps=20,
+        return_info=True,
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert x.shape == (64, 1) and info["nfe"] == 20 * (1 + 2) and len(log) == 20
+    assert np.all((log.as_arrays()[1] > 0) & (log.as_arrays()[1] <= 1))
+    assert AcceptanceLog().as_arrays()[0].shape == (0,)
+    with pytest.raises(TypeError, match="callable log_prob_fn"):
+        MALACorrector(sde, data)  # the oracle itself, not its log_prob_fn(sde)
+    with pytest.raises(ValueError, match="choose one of"):  # no name can supply a log-density
+        pc_sample(sde, data.score_fn(sde), (4, 1), corrector="mala", steps=2)
+    with pytest.raises(TypeError, match="AcceptanceLog"):
+        MALACorrector(sde, data.log_prob_fn(sde), acceptance=[])
+    with pytest.raises(ValueError, match="snr must be finite and > 0"):
+        MALACorrector(sde, data.log_prob_fn(sde), snr=0.0)
+    with pytest.raises(TypeError, match="needs a LinearSDE"):
+        GridLangevin(sde.reverse(data.score_fn(sde)))
+    with pytest.raises(ValueError, match="ref_steps"):
+        GridLangevin(sde, ref_steps=0)
+    x = pc_sample(sde, data.score_fn(sde), (8, 1), corrector="grid_langevin", snr=0.2, steps=5)
+    assert torch.isfinite(x).all()
