@@ -14,7 +14,8 @@ it against the batch generator and a generator per row; the keyed draw was chose
 element is flat in B, while a generator per row costs one kernel launch per sample and step.
 
 Streams: the prior is stream ``(PRIOR,)``, interval ``i``'s predictor draw ``(PREDICTOR, i)``, corrector step
-``j`` of interval ``i`` ``(CORRECTOR, i, j)``, Hutchinson probes ``(PROBE,)``.
+``j`` of interval ``i`` ``(CORRECTOR, i, j)``, Hutchinson probes ``(PROBE,)``; the per-sample Brownian tree
+(`sdesolve.solvers.brownian_tree`) uses ``(TREE, node)`` and ``(AT_TIME, time, j)``.
 """
 
 from __future__ import annotations
@@ -35,12 +36,13 @@ __all__ = [
     "mix64_",
     "stream_key",
     "check_seeds",
+    "seeds_for",
     "sample_seeds",
     "KeyedNormal",
     "SeededNoise",
 ]
 
-PRIOR, PREDICTOR, CORRECTOR, PROBE, TREE = 1, 2, 3, 4, 5
+PRIOR, PREDICTOR, CORRECTOR, PROBE, TREE, AT_TIME = 1, 2, 3, 4, 5, 6
 _MASK = (1 << 64) - 1
 _GOLDEN = 0x9E3779B97F4A7C15
 _C1, _C2 = 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
@@ -113,6 +115,11 @@ def check_seeds(seeds, batch: int, generator: torch.Generator | None, device: to
     return values
 
 
+def seeds_for(seeds, shape, generator: torch.Generator | None, device) -> KeyedNormal | None:
+    """`check_seeds` for a state of ``shape`` (``[B, *event]``): the keyed draws on ``device``, None without seeds."""
+    return None if seeds is None else KeyedNormal(check_seeds(seeds, int(shape[0]), generator, device))
+
+
 def sample_seeds(seed: int, indices: Tensor) -> Tensor:
     """Per-sample seeds of a run seeded ``seed``: ``mix64(stream_key(seed) + index)``, int64 like ``indices``."""
     return mix64(indices.to(torch.int64) + stream_key(seed))
@@ -137,8 +144,11 @@ class KeyedNormal:
         if self._shape != (self.seeds.shape[0], count):
             self._shape = (self.seeds.shape[0], count)
             step = torch.arange(1, count + 1, device=self.seeds.device, dtype=torch.int64)
-            self.step, self.w, self.tmp = step * _signed(_GOLDEN), torch.empty(self._shape, dtype=torch.int64,
-                device=self.seeds.device), torch.empty(self._shape, dtype=torch.int64, device=self.seeds.device)
+            self.step, self.w, self.tmp = (
+                step * _signed(_GOLDEN),
+                torch.empty(self._shape, dtype=torch.int64, device=self.seeds.device),
+                torch.empty(self._shape, dtype=torch.int64, device=self.seeds.device),
+            )
             self.u = torch.empty(self._shape, dtype=torch.float64, device=self.seeds.device)
         base = mix64_(self.mixed ^ key, self.tmp[:, 0])
         torch.add(base[:, None], self.step, out=self.w)
@@ -162,6 +172,11 @@ class KeyedNormal:
         flat[:, m:].copy_(sin.mul_(r)[:, : n - m])
         return out
 
+    def prior(self, sde, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
+        """The prior sample ``[B, *event]`` of ``sde`` from the keyed normals of stream ``(PRIOR,)``."""
+        z = self.normal_(torch.empty(shape, dtype=dtype, device=self.seeds.device), stream_key(PRIOR))
+        return sde.prior_from_normal(z)
+
     def rademacher(self, key: int, like: Tensor) -> Tensor:
         """±1 shaped like ``like`` (``[B, *event]``, its dtype): the top bit of one word per element."""
         w = self.words(key, like[0].numel())
@@ -172,11 +187,11 @@ class SeededNoise(NoiseSource):
     """Every predictor and corrector draw keyed by the sample's seed and the step (module docstring).
 
     Args:
-        seeds: int64 ``[B]`` on the state's device (`check_seeds`).
+        draw: the keyed draws of the run's seeds, on the state's device (`seeds_for`).
     """
 
-    def __init__(self, seeds: Tensor) -> None:
-        self.draw = KeyedNormal(seeds)
+    def __init__(self, draw: KeyedNormal) -> None:
+        self.draw = draw
 
     def predictor(self, out, i, t, t_next):
         return self.draw.normal_(out, stream_key(PREDICTOR, i))
