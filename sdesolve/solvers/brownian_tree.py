@@ -2,7 +2,7 @@ r"""A Brownian path per sample, keyed by its seed and the time: one path for eve
 
 A virtual Brownian tree (Gaines & Lyons 1997; Li et al. 2020, §4, torchsde's ``BrownianTree``) whose node
 normals are keyed draws (`sdesolve.solvers.seeded`), so nothing is stored and nothing depends on the batch:
-on the span $[a, b]$, $W(a) = 0$, $W(b) = \sqrt{b - a}\,z_1$, and node $k$ (heap order) on $[l, h]$ puts its
+on the span $[a, b]$, $W(a) = 0$, $W(b) = \sqrt{b - a}\,z_0$, and node $k$ (heap order) on $[l, h]$ puts its
 midpoint by Lévy's Brownian-bridge construction,
 
 $$W\big(\tfrac{l + h}2\big) = \tfrac12\big(W(l) + W(h)\big) + \tfrac12\sqrt{h - l}\;z_k,$$
@@ -47,12 +47,12 @@ class SampleBrownianTree:
         self.shape = (draw.seeds.shape[0], *event)
         self._tol = (b - a) * 2.0 ** -(depth + 2)  # a quarter leaf: grid times within rounding hit their node
         self._z = torch.empty(self.shape, dtype=torch.float64, device=draw.seeds.device)
-        self._w_b = self._node(1, b - a)
+        self._w_b = self._node(0, b - a)
         self._last: tuple[float, Tensor] | None = None
 
     def _node(self, k: int, width: float) -> Tensor:
-        r"""$\tfrac12\sqrt{\text{width}}\,z_k$ (the root: $\sqrt{\text{width}}\,z_1$), a new tensor."""
-        scale = math.sqrt(width) if k == 1 else 0.5 * math.sqrt(width)
+        r"""$\tfrac12\sqrt{\text{width}}\,z_k$ for node $k \ge 1$; $k = 0$: the end, $\sqrt{\text{width}}\,z_0$. A new tensor."""
+        scale = math.sqrt(width) if k == 0 else 0.5 * math.sqrt(width)
         return self.draw.normal_(self._z, stream_key(TREE, k)).mul(scale)
 
     def index(self, s: float) -> int:
