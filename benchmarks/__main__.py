@@ -10,10 +10,18 @@ from pathlib import Path
 
 import torch
 
-from . import ode, pc
+from . import noise, ode, pc
 
-FULL = {"ode": {"batch": 1024, "dim": 64, "repeats": 3}, "pc": {"batch": 10_000, "steps": 500}}
-QUICK = {"ode": {"batch": 256, "dim": 16, "repeats": 1}, "pc": {"batch": 10_000, "steps": 20}}
+FULL = {
+    "ode": {"batch": 1024, "dim": 64, "repeats": 3},
+    "pc": {"batch": 10_000, "steps": 500},
+    "noise": {"dims": [2, 1024], "batch": 4096, "steps": 200, "repeats": 3, "processes": 20_000},
+}
+QUICK = {
+    "ode": {"batch": 256, "dim": 16, "repeats": 1},
+    "pc": {"batch": 10_000, "steps": 20},
+    "noise": {"dims": [2], "batch": 512, "steps": 20, "repeats": 1, "processes": 0},
+}
 
 
 def table(rows: list[dict], columns: list[str]) -> str:
@@ -46,11 +54,20 @@ def main(argv: list[str] | None = None, sizes: dict | None = None) -> dict:
         "sizes": sizes,
         "ode": ode.run(**sizes["ode"]),
         "pc": pc.run(**sizes["pc"]),
+        "noise": noise.run(**sizes["noise"]),
     }
     print(f"ODE solvers, exact-score Gaussian flow, rtol=atol=1e-5, float64, {sizes['ode']}")
     print(table(results["ode"], ["sde", "method", "wall_s", "nfe", "max_err", "time_vs_dopri5"]))
     print(f"\npc_sample throughput, VP SDE, 2-D ring mixture, {sizes['pc']}")
     print(table(results["pc"], ["predictor", "corrector", "steps_per_s", "vs_reverse_diffusion"]))
+    print(f"\nnoise draws [B, d] float32, microseconds per draw, {sizes['noise']}")
+    print(table(results["noise"]["draws"], ["d", "B", "batch_gen_us", "keyed_us", "per_row_gen_us", "keyed_vs_batch",
+                                            "per_row_vs_keyed"]))  # fmt: skip
+    print("\npc_sample (euler_maruyama + langevin, ring mixture) by noise mode")
+    print(table(results["noise"]["pc"], ["noise", "wall_s", "vs_generator"]))
+    if results["noise"]["processes"]:
+        print("\nsdesolve sample, 1 vs 2 processes (torchrun, gloo), sampling wall time on rank 0")
+        print(table(results["noise"]["processes"], ["processes", "wall_s", "samples_per_s", "speedup"]))
     if args.out is not None:
         args.out.write_text(json.dumps(results, indent=2))
     return results

@@ -6,7 +6,11 @@ from benchmarks.__main__ import main
 from benchmarks.ode import METHODS
 from benchmarks.pc import PREDICTORS
 
-TINY = {"ode": {"batch": 8, "dim": 2, "repeats": 1}, "pc": {"batch": 64, "steps": 3}}
+TINY = {
+    "ode": {"batch": 8, "dim": 2, "repeats": 1},
+    "pc": {"batch": 64, "steps": 3},
+    "noise": {"dims": [2], "batch": 16, "steps": 3, "repeats": 1, "processes": 0},
+}
 
 
 def test_benchmarks_main_runs_and_writes_json(tmp_path, capsys):
@@ -15,5 +19,6 @@ def test_benchmarks_main_runs_and_writes_json(tmp_path, capsys):
     assert len(results["ode"]) == 2 * len(METHODS)
     assert all(r["max_err"] < 1e-3 for r in results["ode"])  # rtol = atol = 1e-5 on a unit-scale flow, x100
     assert len(results["pc"]) == len(PREDICTORS) + 3
+    assert len(results["noise"]["draws"]) == 4 and len(results["noise"]["pc"]) == 4
     assert json.loads(out.read_text())["sizes"] == TINY
     assert "time_vs_dopri5" in capsys.readouterr().out
