@@ -1,5 +1,6 @@
 import os
 
+import pytest
 import torch
 from hypothesis import settings
 
@@ -11,3 +12,18 @@ torch.set_num_threads(1)
 settings.register_profile("default", max_examples=25, deadline=None, derandomize=True)
 settings.register_profile("ci", max_examples=25, deadline=None, derandomize=True, print_blob=True)
 settings.load_profile("ci" if os.environ.get("CI") == "true" else "default")
+
+
+@pytest.fixture
+def host_syncs(monkeypatch):
+    """The names of the host-synchronising Tensor methods called while the test runs, in call order."""
+    calls = []
+    for name in ("item", "__float__", "__bool__", "tolist", "cpu"):
+        orig = getattr(torch.Tensor, name)
+
+        def spy(self, *a, _orig=orig, _name=name, **k):
+            calls.append(_name)
+            return _orig(self, *a, **k)
+
+        monkeypatch.setattr(torch.Tensor, name, spy)
+    return calls

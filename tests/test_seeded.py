@@ -147,3 +147,10 @@ def test_corrector_draws_at_a_grid_time_are_shared_across_step_counts():
     b = tree.normal_(torch.empty(8, 3), 1.0 - 0.75, 0)  # the same time reached by another grid
     c = tree.normal_(torch.empty(8, 3), 0.25, 1)
     assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+@pytest.mark.parametrize("brownian", [None, "per_sample"])
+def test_no_host_sync_inside_the_step_loop_with_seeds(host_syncs, brownian):
+    # keyed draws compute their keys on the host from Python ints: nothing per step reads the device
+    pc_sample(SDE, SCORE, (2, 2), steps=50, predictor="ancestral", seeds=[1, 2], brownian=brownian)
+    assert len(host_syncs) < 8, host_syncs  # constant, not O(steps): seed validation and the final finiteness check
