@@ -7,7 +7,8 @@ midpoint by Lévy's Brownian-bridge construction,
 
 $$W\big(\tfrac{l + h}2\big) = \tfrac12\big(W(l) + W(h)\big) + \tfrac12\sqrt{h - l}\;z_k,$$
 
-the conditional law of $W$ at the midpoint given its ends. A time on the dyadic lattice of depth ``depth`` is
+the conditional law of $W$ at the midpoint given its ends. A query draws the normals of its descent in one keyed call and sums them
+with weights computed on the host. A time on the dyadic lattice of depth ``depth`` is
 exact (a grid of $2^k$ uniform steps hits it); any other time takes the bridge mean between the two leaves
 around it (error std $\le \tfrac12\sqrt{(b - a)\,2^{-\text{depth}}}$). Runs with 20 and 40 steps thus share
 one path per sample, and a corrector's draws at a fixed time are keyed by that time's lattice index, so the
@@ -46,14 +47,7 @@ class SampleBrownianTree:
         self.draw, self.a, self.b, self.depth = draw, a, b, depth
         self.shape = (draw.seeds.shape[0], *event)
         self._tol = (b - a) * 2.0 ** -(depth + 2)  # a quarter leaf: grid times within rounding hit their node
-        self._z = torch.empty(self.shape, dtype=torch.float64, device=draw.seeds.device)
-        self._w_b = self._node(0, b - a)
         self._last: tuple[float, Tensor] | None = None
-
-    def _node(self, k: int, width: float) -> Tensor:
-        r"""$\tfrac12\sqrt{\text{width}}\,z_k$ for node $k \ge 1$; $k = 0$: the end, $\sqrt{\text{width}}\,z_0$. A new tensor."""
-        scale = math.sqrt(width) if k == 0 else 0.5 * math.sqrt(width)
-        return self.draw.normal_(self._z, stream_key(TREE, k)).mul(scale)
 
     def index(self, s: float) -> int:
         """The lattice index ``round((s - a) / (b - a) 2^depth)`` of time ``s`` (``ValueError`` outside the span)."""
@@ -61,25 +55,39 @@ class SampleBrownianTree:
             raise ValueError(f"time {s!r} is outside the Brownian path's span [{self.a!r}, {self.b!r}]")
         return round((s - self.a) / (self.b - self.a) * 2**self.depth)
 
-    def value(self, s: float) -> Tensor:
-        """``W(s)`` ``[B, *event]`` in float64: descend from the root, one keyed draw per level."""
-        s = float(s)
+    def weights(self, s: float) -> dict[int, float]:
+        r"""``W(s)`` as a combination $\sum_k c_k z_k$ of node normals, ``{k: c_k}``: the descent on the host.
+
+        Node 0 is the end, $W(b) = \sqrt{b - a}\,z_0$; each level adds its midpoint's $\tfrac12\sqrt{h - l}\,z_k$.
+        """
         self.index(s)
-        lo, hi, w_lo, w_hi, k = self.a, self.b, torch.zeros_like(self._w_b), self._w_b, 1
+        lo, hi, w_lo, w_hi, k = self.a, self.b, {}, {0: math.sqrt(self.b - self.a)}, 1
         if abs(s - lo) <= self._tol:
             return w_lo
         if abs(s - hi) <= self._tol:
             return w_hi
         for _ in range(self.depth):
             mid = 0.5 * (lo + hi)
-            w_mid = self._node(k, hi - lo).add_(w_lo, alpha=0.5).add_(w_hi, alpha=0.5)
+            w_mid = {j: 0.5 * (w_lo.get(j, 0.0) + w_hi.get(j, 0.0)) for j in w_lo.keys() | w_hi.keys()}
+            w_mid[k] = 0.5 * math.sqrt(hi - lo)
             if abs(s - mid) <= self._tol:
                 return w_mid
             if s < mid:
                 hi, w_hi, k = mid, w_mid, 2 * k
             else:
                 lo, w_lo, k = mid, w_mid, 2 * k + 1
-        return torch.lerp(w_lo, w_hi, (s - lo) / (hi - lo))  # the bridge mean inside a leaf
+        lam = (s - lo) / (hi - lo)  # inside a leaf: the bridge mean
+        return {j: (1 - lam) * w_lo.get(j, 0.0) + lam * w_hi.get(j, 0.0) for j in w_lo.keys() | w_hi.keys()}
+
+    def value(self, s: float) -> Tensor:
+        """``W(s)`` ``[B, *event]`` in float64: the node normals of its descent in one keyed draw, then summed."""
+        weights = self.weights(float(s))
+        if not weights:
+            return torch.zeros(self.shape, dtype=torch.float64, device=self.draw.seeds.device)
+        nodes = sorted(weights)
+        z = self.draw.normals([stream_key(TREE, k) for k in nodes], self.shape[1:])
+        c = torch.tensor([weights[k] for k in nodes], dtype=torch.float64).to(z.device)
+        return torch.tensordot(c, z, dims=([0], [1]))
 
     def __call__(self, s0: float, s1: float) -> Tensor:
         """``W(s1) - W(s0)`` ``[B, *event]`` (the last value is reused: a sampler's steps chain end to start)."""

@@ -20,6 +20,7 @@ Streams: the prior is stream ``(PRIOR,)``, interval ``i``'s predictor draw ``(PR
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -134,43 +135,50 @@ class KeyedNormal:
 
     def __init__(self, seeds: Tensor) -> None:
         self.seeds, self.mixed = seeds, mix64(seeds)
-        self._shape: tuple[int, int] | None = None
+        self._shape: tuple[int, int, int] | None = None
 
-    def words(self, key: int, count: int) -> Tensor:
-        """``[B, count]`` 64-bit words: SplitMix64's stream of state ``mix64(mix64(seed) ⊕ key)``, outputs 1..count.
-
-        The result is a work buffer, overwritten by the next call.
-        """
-        if self._shape != (self.seeds.shape[0], count):
-            self._shape = (self.seeds.shape[0], count)
-            step = torch.arange(1, count + 1, device=self.seeds.device, dtype=torch.int64)
-            self.step, self.w, self.tmp = (
-                step * _signed(_GOLDEN),
-                torch.empty(self._shape, dtype=torch.int64, device=self.seeds.device),
-                torch.empty(self._shape, dtype=torch.int64, device=self.seeds.device),
-            )
-            self.u = torch.empty(self._shape, dtype=torch.float64, device=self.seeds.device)
-        base = mix64_(self.mixed ^ key, self.tmp[:, 0])
-        torch.add(base[:, None], self.step, out=self.w)
+    def words(self, keys: int | Sequence[int], count: int) -> Tensor:
+        """``[B, L, count]`` 64-bit words for the ``L`` keys: SplitMix64's stream of state ``mix64(mix64(seed) ⊕ key)``,
+        outputs 1..count (one int: ``L = 1``). The result is a work buffer, overwritten by the next call."""
+        many = not isinstance(keys, int)
+        shape = (self.seeds.shape[0], len(keys) if many else 1, count)
+        if self._shape != shape:
+            self._shape, device = shape, self.seeds.device
+            self.step = torch.arange(1, count + 1, device=device, dtype=torch.int64) * _signed(_GOLDEN)
+            self.w, self.tmp = (torch.empty(shape, dtype=torch.int64, device=device) for _ in range(2))
+            self.u = torch.empty(shape, dtype=torch.float64, device=device)
+        key = torch.tensor(keys, dtype=torch.int64).to(self.seeds.device) if many else keys
+        base = mix64(self.mixed[:, None] ^ key)
+        torch.add(base[:, :, None], self.step, out=self.w)
         return mix64_(self.w, self.tmp)
 
-    def normal_(self, out: Tensor, key: int) -> Tensor:
-        r"""Fill ``out`` ``[B, *event]`` (contiguous) with standard normals keyed by ``(seed, key, element)``.
+    def _fill(self, flat: Tensor, keys: int | Sequence[int]) -> Tensor:
+        r"""Fill ``flat`` ``[B, L, n]`` with standard normals keyed by ``(seed, key_l, element)``.
 
         Box–Muller on 53-bit uniforms $u_1 = (k_1 + 1)\,2^{-53} \in (0, 1]$, $u_2 = k_2\,2^{-53} \in [0, 1)$
-        from two words per pair, in float64, rounded to ``out``'s dtype.
+        from two words per pair, in float64, rounded to ``flat``'s dtype.
         """
-        flat = out.view(out.shape[0], -1)
-        n = flat.shape[1]
+        n = flat.shape[2]
         m = (n + 1) // 2
-        w = self.words(key, 2 * m)
+        w = self.words(keys, 2 * m)
         torch.bitwise_right_shift(w, 11, out=self.tmp).bitwise_and_((1 << 53) - 1)
         u = self.u.copy_(self.tmp).mul_(2.0**-53)
-        r, angle = u[:, :m].add_(2.0**-53).log_().mul_(-2).sqrt_(), u[:, m:].mul_(2 * torch.pi)
+        r, angle = u[..., :m].add_(2.0**-53).log_().mul_(-2).sqrt_(), u[..., m:].mul_(2 * torch.pi)
         sin = torch.sin(angle)
-        flat[:, :m].copy_(angle.cos_().mul_(r))
-        flat[:, m:].copy_(sin.mul_(r)[:, : n - m])
+        flat[..., :m].copy_(angle.cos_().mul_(r))
+        flat[..., m:].copy_(sin.mul_(r)[..., : n - m])
+        return flat
+
+    def normal_(self, out: Tensor, key: int) -> Tensor:
+        """Fill ``out`` ``[B, *event]`` (contiguous) with standard normals keyed by ``(seed, key, element)``."""
+        self._fill(out.view(out.shape[0], 1, -1), key)
         return out
+
+    def normals(self, keys: Sequence[int], event: tuple[int, ...]) -> Tensor:
+        """``[B, L, *event]`` float64 standard normals, one block per key (each as `normal_` would draw it)."""
+        flat = torch.empty((self.seeds.shape[0], len(keys), math.prod(event)), dtype=torch.float64,
+                           device=self.seeds.device)  # fmt: skip
+        return self._fill(flat, keys).reshape(flat.shape[0], len(keys), *event)
 
     def prior(self, sde, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
         """The prior sample ``[B, *event]`` of ``sde`` from the keyed normals of stream ``(PRIOR,)``."""
@@ -179,7 +187,7 @@ class KeyedNormal:
 
     def rademacher(self, key: int, like: Tensor) -> Tensor:
         """±1 shaped like ``like`` (``[B, *event]``, its dtype): the top bit of one word per element."""
-        w = self.words(key, like[0].numel())
+        w = self.words(key, like[0].numel())[:, 0]
         return (1 - 2 * torch.bitwise_right_shift(w, 63).bitwise_and_(1)).to(like.dtype).reshape(like.shape)
 
 
