@@ -39,7 +39,10 @@ def process_group(backend: str | None = None, timeout: timedelta = TIMEOUT) -> I
     ``timeout``. An existing process group (the user's own) is used and left alone."""
     owned = int(os.environ.get("WORLD_SIZE", "1")) > 1 and dist.is_available() and not dist.is_initialized()
     if owned:
-        dist.init_process_group(backend or ("nccl" if torch.cuda.is_available() else "gloo"), timeout=timeout)
+        backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
+        if backend == "nccl":  # one GPU per rank; object collectives run on the current device
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend, timeout=timeout)
     try:
         yield dist.is_available() and dist.is_initialized()
     finally:
