@@ -59,7 +59,8 @@ def _initial_state(sde: SDE, shape, x_init, generator, device, dtype, seeds=None
     shape = tuple(int(s) for s in shape)
     if len(shape) < 2:
         raise ValueError(f"shape must be [B, *event] with at least one event dim, got {shape}")
-    keyed = seeds_for(seeds, shape, generator, device or (None if x_init is None else x_init.device))
+    home = device or (torch.empty(0).device if x_init is None else x_init.device)  # where the state will live
+    keyed = seeds_for(seeds, shape, generator, home)
     if x_init is not None:
         if tuple(x_init.shape) != shape:
             raise ValueError(f"x_init must have shape {shape}, got {tuple(x_init.shape)}")
