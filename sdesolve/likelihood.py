@@ -173,7 +173,8 @@ def log_likelihood(
             one score evaluation plus one backward pass, or ``d`` for ``"exact"``), ``"method"``,
             ``"divergence"``, ``"prior_logp"`` ``[B]``, ``"delta_logp"`` ``[B]`` (the divergence integral) and
             ``"z"`` (the latent $x_T$, like ``x``).
-        seeds: one integer per sample instead of ``generator``: row i's probe depends only on ``seeds[i]``.
+        seeds: one integer per sample instead of ``generator``: row i's probe depends only on ``seeds[i]``
+            (as in `ode_sample`, adaptive methods agree across batches to the solver tolerance).
 
     Returns:
         ``[B]`` log-likelihoods in nats, in ``x``'s dtype and detached (and the info dict with ``return_info``).

@@ -240,7 +240,9 @@ def ode_sample(
         return_info: also return ``{"nfe", "method"}`` (and ``"grid"`` for fixed-step methods).
         check_finite: raise ``FloatingPointError`` if the result is non-finite (naming the step for fixed steps).
         compile: ``torch.compile`` the fixed-step kernel.
-        seeds: one integer per sample instead of ``generator``: row i's prior draw depends only on ``seeds[i]``.
+        seeds: one integer per sample instead of ``generator``: row i's prior draw depends only on ``seeds[i]``
+            (fixed-step methods then give the same row in any batch; the adaptive ones choose their steps for
+            the whole batch, so a row agrees across batches to the solver tolerance).
 
     Returns:
         Samples ``[B, *event]`` at ``eps`` (and the info dict with ``return_info``).
