@@ -1,5 +1,8 @@
 """``sdesolve sample``: sample the embedded 8-mode ring mixture with its exact score and score the result.
 
+Writes ``samples.npy`` (float32 ``[n, 2]``), ``metrics.json`` and ``samples.png``; under torchrun the samples are
+sharded over the ranks with per-sample seeds and rank 0 writes the same files (`sdesolve.distributed`).
+
 Metrics are against the exact p_eps (the mixture pushed through the SDE to ``eps``): mean and covariance
 error, per-mode weight error, sliced Wasserstein and energy distance to an exact sample of the same size
 (with the same distances between two exact samples as the Monte Carlo floor), NFE and wall time.
@@ -92,7 +95,7 @@ def sample(
     Under ``torchrun --nproc_per_node=N`` the samples are sharded over the ranks (`sdesolve.distributed`) and
     rank 0 writes the same outputs as one process.
     """
-    with distributed.process_group():
+    with distributed.process_group("nccl" if device.startswith("cuda") else "gloo"):
         _sample(sde, predictor, corrector, steps, snr, n, seed, device, dtype, ode, method, out)
 
 
