@@ -10,8 +10,10 @@ turns the key of a draw into 64 random bits; two such words give one Box–Mulle
 $z_{0,1} = \sqrt{-2\ln u_1}\,(\cos, \sin)(2\pi u_2)$ with 53-bit uniforms. A row's draws never read another
 row, so a sample is the same alone, in any batch, in any order, on any rank — which a batch
 ``torch.Generator`` cannot give (diffusers #2659, AUTOMATIC1111 PR #7730). ``benchmarks/noise.py`` measures
-it against the batch generator and a generator per row; the keyed draw was chosen because its cost per
-element is flat in B, while a generator per row costs one kernel launch per sample and step.
+it against the batch generator and a generator per row; the keyed draw was chosen because its cost is a
+fixed ~70 µs of launches plus a cost per element, flat in B, while a generator per row costs a launch per
+sample and step (360x the keyed draw at B = 4096 in 2-D; on CPU it is 2-4x cheaper for 1024-entry events,
+where the keyed draw costs 6-10x ``torch.randn`` per element).
 
 Streams: the prior is stream ``(PRIOR,)``, interval ``i``'s predictor draw ``(PREDICTOR, i)``, corrector step
 ``j`` of interval ``i`` ``(CORRECTOR, i, j)``, Hutchinson probes ``(PROBE,)``; the per-sample Brownian tree
@@ -33,6 +35,8 @@ __all__ = [
     "PREDICTOR",
     "CORRECTOR",
     "PROBE",
+    "TREE",
+    "AT_TIME",
     "mix64",
     "mix64_",
     "stream_key",
