@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from . import engine, ode, pc
+from . import engine, noise, ode, pc
 
 IMAGE_SHAPES = [(1, 2), (16, 2), (512, 3, 8, 8), (64, 3, 64, 64)]
 FULL = {
@@ -19,6 +19,7 @@ FULL = {
     "ode": {"shapes": [(16, 2), (4096, 2), (512, 3, 8, 8)], "repeats": 3},
     "kdiffusion": {"shape": (512, 3, 8, 8), "steps": 50, "repeats": 3},
     "pc": {"batch": 10_000, "steps": 500},
+    "noise": {"dims": [2, 1024], "batch": 4096, "steps": 200, "repeats": 3, "processes": 20_000},
 }
 QUICK = {
     "engine": {"shapes": [(16, 2), (64, 3, 8, 8)], "steps": 20, "repeats": 1},
@@ -26,6 +27,7 @@ QUICK = {
     "ode": {"shapes": [(256, 16)], "repeats": 1},
     "kdiffusion": {"shape": (64, 3, 8, 8), "steps": 10, "repeats": 1},
     "pc": {"batch": 10_000, "steps": 20},
+    "noise": {"dims": [2], "batch": 512, "steps": 20, "repeats": 1, "processes": 0},
 }
 TABLES = {
     "engine": (
@@ -57,6 +59,18 @@ TABLES = {
     "pc": (
         "pc_sample throughput, VP SDE, 2-D ring mixture",
         ["predictor", "corrector", "steps_per_s", "vs_reverse_diffusion"],
+    ),
+    "noise.draws": (
+        "noise draws [B, d] float32, microseconds per draw",
+        ["d", "B", "batch_gen_us", "keyed_us", "per_row_gen_us", "keyed_vs_batch", "per_row_vs_keyed"],
+    ),
+    "noise.pc": (
+        "pc_sample (euler_maruyama + langevin, ring mixture) by noise mode",
+        ["noise", "wall_s", "vs_generator"],
+    ),
+    "noise.processes": (
+        "sdesolve sample, 1 vs 2 processes (torchrun, gloo), sampling wall time on rank 0",
+        ["processes", "wall_s", "samples_per_s", "speedup"],
     ),
 }
 
@@ -103,18 +117,23 @@ def main(argv: list[str] | None = None, sizes: dict | None = None) -> dict:
         "ode": lambda s: ode.run(s["shapes"], s["repeats"]),
         "kdiffusion": lambda s: engine.vs_kdiffusion(s["shape"], s["steps"], s["repeats"]),
         "pc": lambda s: pc.run(**s),
+        "noise": lambda s: noise.run(**s),
     }
     results = {
         "machine": {"platform": platform.platform(), "torch": torch.__version__, "threads": torch.get_num_threads()},
         "sizes": sizes,
     }
+    render = markdown if args.markdown else table
     for name, runner in runners.items():
-        if name in sizes:
-            results[name] = runner(sizes[name])
-            title, columns = TABLES[name]
-            print(f"\n{title}, {sizes[name]}")
-            render = markdown if args.markdown else table
-            print(render(results[name], columns) if results[name] else "(not installed)")
+        if name not in sizes:
+            continue
+        results[name] = runner(sizes[name])
+        parts = results[name] if isinstance(results[name], dict) else {None: results[name]}
+        for part, rows in parts.items():
+            title, columns = TABLES[name if part is None else f"{name}.{part}"]
+            if rows or part is None:
+                print(f"\n{title}, {sizes[name]}")
+                print(render(rows, columns) if rows else "(not installed)")
     if args.out is not None:
         args.out.write_text(json.dumps(results, indent=2, default=str))
     return results

@@ -26,7 +26,7 @@ its own); `bits_per_dim` with `dequantization_offset` puts both on the 8-bit sca
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -37,6 +37,7 @@ from .sde import SDE, ScoreFn
 from .solvers.fused import TimeTable
 from .solvers.ode import integrate
 from .solvers.runge_kutta import FuncTerm, ODEFunc
+from .solvers.seeded import PROBE, seeds_for, stream_key
 
 __all__ = ["log_likelihood", "bits_per_dim", "dequantization_offset", "DIVERGENCES"]
 
@@ -65,8 +66,14 @@ def _hutchinson_divergence(out: Tensor, x: Tensor, probe: Tensor | None) -> Tens
     return flat_sum(g * probe)
 
 
-def _draw_probe(divergence: str, x: Tensor, generator: torch.Generator | None) -> Tensor | None:
-    """One probe per sample, shaped like ``x``: Rademacher ±1, standard normal, or None (exact)."""
+def _draw_probe(divergence: str, x: Tensor, generator: torch.Generator | None, seeds=None) -> Tensor | None:
+    """One probe per sample, shaped like ``x``: Rademacher ±1, standard normal, or None (exact); keyed by
+    ``seeds`` (stream ``PROBE``) when given."""
+    keyed = seeds_for(seeds, x.shape, generator, x.device)
+    if keyed is not None and divergence != "exact":
+        if divergence == "hutchinson_gaussian":
+            return keyed.normal_(torch.empty_like(x, memory_format=torch.contiguous_format), stream_key(PROBE))
+        return keyed.rademacher(stream_key(PROBE), x)
     if divergence == "hutchinson_gaussian":
         return randn_like(x, generator)
     if divergence == "hutchinson_rademacher":
@@ -135,6 +142,7 @@ def log_likelihood(
     batch_size: int | None = None,
     generator: torch.Generator | None = None,
     return_info: bool = False,
+    seeds: Sequence[int] | Tensor | None = None,
 ) -> Tensor | tuple[Tensor, dict]:
     r"""Log-likelihood $\log p_\varepsilon(x)$ in nats per sample by the probability-flow ODE (Song et al. 2021, App. D.2).
 
@@ -165,6 +173,8 @@ def log_likelihood(
             one score evaluation plus one backward pass, or ``d`` for ``"exact"``), ``"method"``,
             ``"divergence"``, ``"prior_logp"`` ``[B]``, ``"delta_logp"`` ``[B]`` (the divergence integral) and
             ``"z"`` (the latent $x_T$, like ``x``).
+        seeds: one integer per sample instead of ``generator``: row i's probe depends only on ``seeds[i]``
+            (as in `ode_sample`, adaptive methods agree across batches to the solver tolerance).
 
     Returns:
         ``[B]`` log-likelihoods in nats, in ``x``'s dtype and detached (and the info dict with ``return_info``).
@@ -183,7 +193,7 @@ def log_likelihood(
     _check_score_on(score_fn, x, eps)
 
     div_fn = _exact_divergence if divergence == "exact" else _hutchinson_divergence
-    probe = _draw_probe(divergence, x, generator)
+    probe = _draw_probe(divergence, x, generator, seeds)
     d = event_numel(x)
     chunks, nfe = [], 0
     for start in range(0, x.shape[0], batch_size):

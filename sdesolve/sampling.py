@@ -30,11 +30,13 @@ from .correctors import Corrector, get_corrector
 from .grids import make_grid
 from .predictors import Predictor, get_predictor
 from .sde import SDE, LinearSDE, ScoreFn
+from .solvers.brownian_tree import SampleBrownianTree, TreeNoise
 from .solvers.fused import RunSpec, TimeTable, time_dtype
 from .solvers.loop import run
-from .solvers.noise import Brownian, BrownianNoise, GeneratorNoise
+from .solvers.noise import Brownian, BrownianNoise, GeneratorNoise, NoiseSource
 from .solvers.ode import FIXED, ODE_METHODS, integrate
 from .solvers.runge_kutta import FlowTerm
+from .solvers.seeded import KeyedNormal, SeededNoise, seeds_for
 
 __all__ = ["pc_sample", "ode_sample", "ODE_METHODS", "Brownian"]
 
@@ -62,17 +64,38 @@ def _checked_score(score_fn: ScoreFn) -> ScoreFn:
     return score
 
 
-def _initial_state(sde: SDE, shape, x_init, generator, device, dtype) -> Tensor:
-    """The start state at T, owned by the sampler (``x_init`` is copied, never updated in place)."""
+def _initial_state(sde: SDE, shape, x_init, generator, device, dtype, seeds=None) -> tuple[Tensor, KeyedNormal | None]:
+    """The start state at T, owned by the sampler (``x_init`` is copied, never updated in place), and the keyed
+    draws of ``seeds`` on its device (None without seeds; the prior is then drawn from them)."""
     shape = check_shape("shape", shape)
     device, generator = check_device("device", device), check_generator("generator", generator)
     dtype = None if dtype is None else check_float_dtype("dtype", dtype)
+    x_init = None if x_init is None else check_sample("x_init", x_init)
+    home = device or (torch.empty(0).device if x_init is None else x_init.device)  # where the state will live
+    keyed = seeds_for(seeds, shape, generator, home)
     if x_init is not None:
-        x_init = check_sample("x_init", x_init)
         if tuple(x_init.shape) != shape:
             raise ValueError(f"x_init must have shape {shape}, got {tuple(x_init.shape)}")
-        return x_init.detach().to(device=device or x_init.device, dtype=dtype or x_init.dtype, copy=True)
-    return sde.prior_sampling(shape, generator=generator, device=device, dtype=dtype or torch.get_default_dtype())
+        return x_init.detach().to(device=device or x_init.device, dtype=dtype or x_init.dtype, copy=True), keyed
+    if keyed is not None:
+        return keyed.prior(sde, shape, dtype or torch.get_default_dtype()), keyed
+    x = sde.prior_sampling(shape, generator=generator, device=device, dtype=dtype or torch.get_default_dtype())
+    return x, None
+
+
+def _noise_source(sde: SDE, times: TimeTable, x: Tensor, generator, keyed: KeyedNormal | None, brownian) -> NoiseSource:
+    """The run's noise: keyed by sample (``seeds``), a per-sample Brownian tree, a user's path, or ``generator``."""
+    if isinstance(brownian, str):
+        check_choice("brownian", brownian, ("per_sample",))
+        if keyed is None:
+            raise ValueError("brownian='per_sample' keys one path per sample by its seed: pass seeds= as well")
+        span = (sde.T - times.values[0], sde.T - times.values[-1])
+        return TreeNoise(SampleBrownianTree(keyed, tuple(x.shape[1:]), span), sde.T)
+    if brownian is not None:
+        if keyed is not None:
+            raise ValueError("seeds= with a brownian path: use brownian='per_sample' for a path per seed")
+        return BrownianNoise(brownian, sde.T, generator)
+    return GeneratorNoise(generator) if keyed is None else SeededNoise(keyed)
 
 
 def _resolve_grid(sde: SDE, grid, steps: int | None, eps: float) -> Tensor:
@@ -137,8 +160,9 @@ def pc_sample(
     progress: bool = False,
     return_info: bool = False,
     check_finite: bool = True,
-    brownian: Brownian | None = None,
+    brownian: Brownian | str | None = None,
     compile: bool = False,
+    seeds: Sequence[int] | Tensor | None = None,
 ) -> Tensor | tuple[Tensor, dict]:
     r"""Predictor–corrector sampling from ``T`` down to ``eps`` (Song et al. 2021, Alg. 1).
 
@@ -166,8 +190,14 @@ def pc_sample(
         return_info: also return ``{"nfe", "steps", "grid"}`` (``grid`` in float32 or float64 on the device).
         check_finite: raise ``FloatingPointError`` naming the first non-finite step (one sync after the loop).
         brownian: callable ``(s0, s1) -> W(s1) - W(s0)`` in reversed time ``s = T - t`` (e.g. a torchsde
-            ``BrownianInterval``) driving the predictor's noise, to share a path with torchsde.
+            ``BrownianInterval``) driving the predictor's noise, to share a path with torchsde (corrector
+            draws then come from ``generator``); or ``"per_sample"`` with ``seeds``: one Brownian tree per
+            sample (`SampleBrownianTree`) drives predictor and corrector alike, the same path at any step
+            count.
         compile: ``torch.compile`` each fused step (equal to eager to float tolerance).
+        seeds: one integer per sample (a sequence or an integer tensor of length B) instead of ``generator``:
+            every draw of row i (prior, predictor, corrector) depends only on ``seeds[i]``
+            (`sdesolve.solvers.seeded`), so a sample is the same in any batch, order or process.
 
     Returns:
         Samples ``[B, *event]`` at ``eps`` (and the info dict with ``return_info``).
@@ -180,10 +210,11 @@ def pc_sample(
         corrector, sde, snr=_DEFAULT_SNR if snr is None else snr, n_steps=check_int("corrector_steps", corrector_steps)
     )
     check_built_on("corrector", corr, sde)
-    out_dtype = (x := _initial_state(sde, shape, x_init, generator, device, dtype)).dtype
+    x, keyed = _initial_state(sde, shape, x_init, generator, device, dtype, seeds)
+    out_dtype = x.dtype
     x, score_fn = _master(x, _checked_score(score_fn))
     times = TimeTable(_resolve_grid(sde, grid, steps, eps), x)
-    noise = GeneratorNoise(generator) if brownian is None else BrownianNoise(brownian, sde.T, generator)
+    noise = _noise_source(sde, times, x, generator, keyed, brownian)
     spec = RunSpec(noise, denoise=bool(denoise), compile=bool(compile))
     corrector_kernel = corr.kernel(score_fn, times, x, spec)
     predictor_kernel = pred.kernel(score_fn, times, x, spec)
@@ -218,6 +249,7 @@ def ode_sample(
     return_info: bool = False,
     check_finite: bool = True,
     compile: bool = False,
+    seeds: Sequence[int] | Tensor | None = None,
 ) -> Tensor | tuple[Tensor, dict]:
     r"""Sample by integrating the probability-flow ODE $\dot x = f - \tfrac12 g^2\nabla\log p_t$ from T to eps.
 
@@ -239,13 +271,17 @@ def ode_sample(
         return_info: also return ``{"nfe", "method"}`` (and ``"grid"`` for fixed-step methods).
         check_finite: raise ``FloatingPointError`` if the result is non-finite (naming the step for fixed steps).
         compile: ``torch.compile`` the fixed-step kernel.
+        seeds: one integer per sample instead of ``generator``: row i's prior draw depends only on ``seeds[i]``
+            (fixed-step methods then give the same row in any batch; the adaptive ones choose their steps for
+            the whole batch, so a row agrees across batches to the solver tolerance).
 
     Returns:
         Samples ``[B, *event]`` at ``eps`` (and the info dict with ``return_info``).
     """
     check_choice("method", method, ODE_METHODS)
     eps = check_positive("eps", eps)
-    out_dtype = (x := _initial_state(sde, shape, x_init, generator, device, dtype)).dtype
+    x, _ = _initial_state(sde, shape, x_init, generator, device, dtype, seeds)
+    out_dtype = x.dtype
     if method in FIXED:
         rtol, atol = check_positive("rtol", rtol), check_positive("atol", atol)
     else:  # a tolerance under the state's resolution can never be met: dopri5 would creep to max_steps

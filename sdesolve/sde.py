@@ -73,6 +73,10 @@ class SDE(abc.ABC):
     def prior_logp(self, z: Tensor) -> Tensor:
         """Log-density of the prior at ``z`` (``[B, *event]``), summed over the event: ``[B]``."""
 
+    def prior_from_normal(self, z: Tensor) -> Tensor:
+        """The prior sample made of the standard normals ``z`` (``[B, *event]``): how ``seeds=`` draws the prior."""
+        raise TypeError(f"{type(self).__name__} does not define prior_from_normal(z), which seeds= needs")
+
     # -- derived -------------------------------------------------------------------------------
     def sde(self, x: Tensor, t: TimeLike) -> tuple[Tensor, Tensor]:
         """Return ``(drift, diffusion)``: $f(x,t)$ like ``x`` and $g(t)$ of shape ``[B]``."""
@@ -218,6 +222,9 @@ class VESDE(LinearSDE):
     def prior_logp(self, z: Tensor) -> Tensor:
         return self._gaussian_prior_logp(z, self.sigma_max)
 
+    def prior_from_normal(self, z: Tensor) -> Tensor:
+        return self.sigma_max * z
+
 
 class _BetaSDE(LinearSDE):
     r"""Shared linear noise schedule $\beta(t) = \beta_{\min} + \tfrac tT(\beta_{\max} - \beta_{\min})$."""
@@ -250,6 +257,9 @@ class _BetaSDE(LinearSDE):
 
     def prior_logp(self, z: Tensor) -> Tensor:
         return self._gaussian_prior_logp(z, 1.0)
+
+    def prior_from_normal(self, z: Tensor) -> Tensor:
+        return z
 
 
 class VPSDE(_BetaSDE):
@@ -330,6 +340,9 @@ class ReverseSDE(SDE):
 
     def prior_logp(self, z: Tensor) -> Tensor:
         return self.forward.prior_logp(z)
+
+    def prior_from_normal(self, z: Tensor) -> Tensor:
+        return self.forward.prior_from_normal(z)
 
 
 SDES: dict[str, type[LinearSDE]] = {"vp": VPSDE, "subvp": SubVPSDE, "ve": VESDE}

@@ -12,6 +12,7 @@ TINY = {
     "ode": {"shapes": [(8, 2)], "repeats": 1},
     "kdiffusion": {"shape": (2, 2), "steps": 3, "repeats": 1},
     "pc": {"batch": 64, "steps": 3},
+    "noise": {"dims": [2], "batch": 16, "steps": 3, "repeats": 1, "processes": 0},
 }
 
 
@@ -23,5 +24,6 @@ def test_benchmarks_main_runs_and_writes_json(tmp_path, capsys):
     assert len(results["pc"]) == len(PREDICTORS) + 3
     assert len(results["engine"]) == 2 and {"speedup", "vs_floor"} <= set(results["engine"][0])
     assert len(results["em"]) == 1 and len(results["kdiffusion"]) in (0, 2)
+    assert len(results["noise"]["draws"]) == 4 and len(results["noise"]["pc"]) == 4
     assert json.loads(out.read_text())["sizes"]["em"] == TINY["em"]
     assert "time_vs_dopri5" in capsys.readouterr().out

@@ -1,5 +1,8 @@
 """``sdesolve sample``: sample the embedded 8-mode ring mixture with its exact score and score the result.
 
+Writes ``samples.npy`` (float32 ``[n, 2]``), ``metrics.json`` and ``samples.png``; under torchrun the samples are
+sharded over the ranks with per-sample seeds and rank 0 writes the same files (`sdesolve.distributed`).
+
 Metrics are against the exact p_eps (the mixture pushed through the SDE to ``eps``): mean and covariance
 error, per-mode weight error, sliced Wasserstein and energy distance to an exact sample of the same size
 (with the same distances between two exact samples as the Monte Carlo floor), NFE and wall time.
@@ -12,9 +15,11 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import typer
 
+from .. import distributed
 from .._utils import check_choice, check_int, check_positive
 from ..correctors import CORRECTORS
 from ..metrics import energy_distance, mixture_cov, mode_weight_errors, moment_errors, sliced_wasserstein
@@ -73,45 +78,74 @@ def sample(
     corrector: str = typer.Option("langevin", help=f"Corrector: {', '.join(CORRECTORS)}."),
     steps: int = typer.Option(500, help="Grid intervals from T to eps (fixed-step ODE methods too)."),
     snr: float = typer.Option(0.16, help="Langevin signal-to-noise ratio."),
-    n: int = typer.Option(10_000, help="Number of samples."),
-    seed: int = typer.Option(0, help="Generator seed."),
+    n: int = typer.Option(10_000, "--num-samples", "--n", help="Number of samples (--n: alias)."),
+    seed: int = typer.Option(0, help="Run seed: sample k is keyed by (seed, k), the same for any batch or rank."),
     device: str = typer.Option("cpu", help="Torch device."),
     dtype: str = typer.Option("float32", help="float32 or float64."),
     ode: bool = typer.Option(False, "--ode", help="Integrate the probability-flow ODE instead of PC sampling."),
     method: str = typer.Option("dopri5", help=f"ODE method with --ode: {', '.join(ODE_METHODS)}."),
-    out: str = typer.Option("sdesolve-out", help="Output folder for samples.png and metrics.json."),
+    out: str = typer.Option("sdesolve-out", help="Output folder for samples.npy, samples.png and metrics.json."),
 ) -> None:
-    """Sample the 8-mode ring mixture (exact score) and report metrics against the exact p_eps."""
+    """Sample the 8-mode ring mixture (exact score) and report metrics against the exact p_eps.
+
+    Under ``torchrun --nproc_per_node=N`` the samples are sharded over the ranks (`sdesolve.distributed`) and
+    rank 0 writes the same outputs as one process.
+    """
     sde_obj = option("--sde", get_sde, sde)
     torch_dtype = DTYPES[option("--dtype", check_choice, "dtype", dtype, tuple(DTYPES))]
-    option("--n", check_int, "n", n)
+    option("--num-samples", check_int, "num_samples", n)
     option("--steps", check_int, "steps", steps)
     option("--snr", check_positive, "snr", snr, strict=False)
     if ode:
-        fixed = option("--method", check_choice, "method", method, ODE_METHODS) in FIXED
+        option("--method", check_choice, "method", method, ODE_METHODS)
     else:
         option("--predictor", check_choice, "predictor", predictor, tuple(PREDICTORS))
         option("--corrector", check_choice, "corrector", corrector, tuple(CORRECTORS))
     torch_device = check_device("--device", device)
     out = writable_dir("--out", out)
-    with reported((ValueError, TypeError, RuntimeError, FloatingPointError)):
-        score_fn = ring_mixture(torch_dtype, device=torch_device).score_fn(sde_obj)
-        gen = torch.Generator(device=torch_device).manual_seed(seed)
-        common = dict(eps=EPS, generator=gen, device=torch_device, dtype=torch_dtype, return_info=True)
-        t0 = time.perf_counter()
+    with distributed.process_group("nccl" if torch_device.type == "cuda" else "gloo"):
+        with reported((ValueError, TypeError, RuntimeError, FloatingPointError)):
+            x, info, wall = _run(sde_obj, n, seed, str(torch_device), torch_dtype, predictor, corrector, steps, snr,
+                                 ode, method)  # fmt: skip
+        if x is not None:  # rank 0
+            _write(x, info, wall, sde_obj, out, sde=sde, predictor=predictor, corrector=corrector, steps=steps,
+                   snr=snr, n=n, seed=seed, device=device, dtype=dtype, ode=ode, method=method)  # fmt: skip
+
+
+def _run(sde_obj, n, seed, device, torch_dtype, predictor, corrector, steps, snr, ode, method) -> tuple:
+    """The samples (on rank 0; None elsewhere), the first chunk's info and the wall time, sharded over ranks."""
+    device = distributed.local_device(device)
+    score_fn = ring_mixture(torch_dtype, device=device).score_fn(sde_obj)
+    common = dict(eps=EPS, device=device, dtype=torch_dtype, return_info=True)
+    fixed = check_choice("method", method, ODE_METHODS) in FIXED
+    infos = []
+
+    def sampler(seeds: torch.Tensor) -> torch.Tensor:
+        shape, kw = (len(seeds), 2), dict(common, seeds=seeds)
         if ode:
-            x, info = ode_sample(sde_obj, score_fn, (n, 2), method=method, steps=steps if fixed else None, **common)
+            x, info = ode_sample(sde_obj, score_fn, shape, method=method, steps=steps if fixed else None, **kw)
         else:
             x, info = pc_sample(
-                sde_obj, score_fn, (n, 2), predictor=predictor, corrector=corrector, steps=steps, snr=snr, **common
+                sde_obj, score_fn, shape, predictor=predictor, corrector=corrector, steps=steps, snr=snr, **kw
             )
-        if torch_device.type == "cuda":
-            torch.cuda.synchronize()
-        wall = time.perf_counter() - t0
+        infos.append(info)
+        return x
+
+    t0 = time.perf_counter()
+    x = distributed.sample(sampler, n, seed=seed)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return x, infos[0] if infos else {"nfe": 0}, time.perf_counter() - t0
+
+
+def _write(x, info, wall, sde_obj, out: Path, *, sde, predictor, corrector, steps, snr, n, seed, device, dtype, ode,
+           method) -> None:  # fmt: skip
+    """samples.npy, metrics.json and samples.png in ``out`` (rank 0), and the summary on stdout."""
     config = {"sde": sde, "predictor": None if ode else predictor, "corrector": None if ode else corrector,
               "ode_method": method if ode else None, "steps": steps, "snr": snr, "n": n, "seed": seed,
               "device": device, "dtype": dtype, "eps": EPS}  # fmt: skip
     metrics = {**_metrics(x, sde_obj, seed), "nfe": int(info["nfe"]), "wall_s": wall}
+    np.save(out / "samples.npy", x.detach().cpu().to(torch.float32).numpy())
     (out / "metrics.json").write_text(json.dumps({"config": config, "metrics": metrics}, indent=2) + "\n")
     _plot(x, sde_obj, out / "samples.png")
     label = f"probability-flow ODE ({method})" if ode else f"{predictor} + {corrector}"
@@ -129,5 +163,5 @@ def sample(
     ]
     for name, value in rows:
         typer.echo(f"  {name:<36s} {value:>10d}" if isinstance(value, int) else f"  {name:<36s} {value:>10.4g}")
-    typer.echo(f"wrote {out / 'metrics.json'} and {out / 'samples.png'}")
+    typer.echo(f"wrote {out / 'samples.npy'}, {out / 'metrics.json'} and {out / 'samples.png'}")
     sys.stdout.flush()

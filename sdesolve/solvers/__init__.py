@@ -2,6 +2,7 @@
 
 - `fused`: coefficient tables per grid, in-place axpy updates, times kept in float32/float64;
 - `noise`: the noise source every stochastic step draws from (generator, Brownian path);
+- `seeded`: noise keyed by sample (per-sample seeds); `brownian_tree`: a Brownian path per sample;
 - `loop`: the fixed-step loop shared by `pc_sample`, fixed-step `ode_sample` and `log_likelihood`;
 - `runge_kutta`: tableaus, ODE terms and the fused fixed-step RK kernel;
 - `dopri5`: the adaptive Dormand–Prince 5(4); `ode`: ODE method dispatch.
@@ -9,11 +10,13 @@
 Predictors and correctors (`sdesolve.predictors`, `sdesolve.correctors`) build their fused kernels from these.
 """
 
+from .brownian_tree import SampleBrownianTree, TreeNoise
 from .fused import Kernel, TimeTable
 from .loop import run
 from .noise import BrownianNoise, GeneratorNoise, NoiseSource
 from .ode import ODE_METHODS, integrate
 from .runge_kutta import FIXED, FlowTerm, FuncTerm, RungeKuttaKernel, Tableau
+from .seeded import KeyedNormal, SeededNoise
 
 __all__ = [
     "Kernel",
@@ -22,6 +25,10 @@ __all__ = [
     "NoiseSource",
     "GeneratorNoise",
     "BrownianNoise",
+    "KeyedNormal",
+    "SeededNoise",
+    "SampleBrownianTree",
+    "TreeNoise",
     "ODE_METHODS",
     "integrate",
     "FIXED",
