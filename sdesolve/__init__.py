@@ -1,7 +1,16 @@
 """sdesolve: numerically verified score-based diffusion SDEs in PyTorch."""
 
 from .adapters import score_from_eps, score_from_sigma_model, score_from_x0
-from .analytic import Gaussian, GaussianMixture
+from .analytic import Gaussian, GaussianMixture, MultivariateGaussian, MultivariateGaussianMixture
+from .conditional import (
+    LinearObservation,
+    Replacement,
+    colorization_matrix,
+    dps_score,
+    inpainting_matrix,
+    pigdm_score,
+    replacement_sample,
+)
 from .correctors import CORRECTORS, AnnealedLangevin, Corrector, LangevinCorrector, NoCorrector, get_corrector
 from .grids import karras_grid, log_sigma_grid, make_grid, uniform_grid
 from .likelihood import DIVERGENCES, bits_per_dim, dequantization_offset, log_likelihood
@@ -33,6 +42,15 @@ __all__ = [
     "get_sde",
     "Gaussian",
     "GaussianMixture",
+    "MultivariateGaussian",
+    "MultivariateGaussianMixture",
+    "LinearObservation",
+    "inpainting_matrix",
+    "colorization_matrix",
+    "Replacement",
+    "replacement_sample",
+    "dps_score",
+    "pigdm_score",
     "uniform_grid",
     "log_sigma_grid",
     "karras_grid",
