@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from ._utils import TimeLike, append_dims, batch_time, check_int, check_positive
+from .analytic import MultivariateGaussian
 from .correctors import Corrector, get_corrector
 from .grids import make_grid
 from .predictors import Predictor, get_predictor
@@ -39,6 +40,7 @@ __all__ = [
     "replacement_sample",
     "dps_score",
     "pigdm_score",
+    "gaussian_sampler_law",
 ]
 
 _DEFAULT_SNR = 0.16
@@ -181,6 +183,7 @@ def replacement_sample(
     corrector_steps: int = 1,
     denoise: bool = True,
     grid: str | Tensor | None = None,
+    x_init: Tensor | None = None,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
@@ -206,6 +209,7 @@ def replacement_sample(
         corrector_steps: Langevin steps per interval for a corrector given by name.
         denoise: return the last mean (no noise on the final step).
         grid: grid name or decreasing tensor of times.
+        x_init: start state at ``T`` ``[B, *event]`` (default: a prior sample); its observed part is replaced.
         generator: the only source of randomness.
         device: device of the samples.
         dtype: dtype of the samples.
@@ -223,8 +227,14 @@ def replacement_sample(
         corrector, sde, snr=_DEFAULT_SNR if snr is None else snr, n_steps=check_int("corrector_steps", corrector_steps)
     )
     shape = (check_int("batch_size", batch_size), *observation.event_shape)
-    dtype = dtype or observation.A.dtype
-    x = sde.prior_sampling(shape, generator=generator, device=device, dtype=dtype)
+    if observation.y.ndim == 2 and observation.y.shape[0] != shape[0]:
+        raise ValueError(f"observation.y has {observation.y.shape[0]} rows, batch_size is {shape[0]}")
+    if x_init is None:
+        x = sde.prior_sampling(shape, generator=generator, device=device, dtype=dtype or observation.A.dtype)
+    elif tuple(x_init.shape) != shape:
+        raise ValueError(f"x_init must have shape {shape}, got {tuple(x_init.shape)}")
+    else:
+        x = x_init.to(device=device or x_init.device, dtype=dtype or x_init.dtype)
     grid = make_grid(grid, sde, check_int("steps", steps), eps, device=x.device, dtype=x.dtype)
     x, x_mean = replace(x, x, grid[0], generator)
     for i in range(grid.shape[0] - 1):
@@ -305,3 +315,81 @@ def pigdm_score(
     """
     c = check_positive("data_var", data_var)
     return _guided_score(score_fn, sde, observation, lambda alpha, sigma2: c * sigma2 / (alpha**2 * c + sigma2), scale)
+
+
+def _affine_step(pred: Predictor, t: Tensor, t_next: Tensor, score_fn: ScoreFn, like: Tensor):
+    r"""``(K [d, d], b [d], N [d, d])`` of a step $x' = Kx + b + Nz$, read off probes; a random probe checks it."""
+    d, event = like.numel(), like.shape
+    eye, zero = (
+        torch.eye(d, dtype=like.dtype, device=like.device),
+        torch.zeros(1, d, dtype=like.dtype, device=like.device),
+    )
+    gen = torch.Generator(device=like.device).manual_seed(0)
+    probe = torch.randn(2, d, generator=gen, dtype=like.dtype, device=like.device)
+    x = torch.cat([zero, eye, torch.zeros_like(eye), probe[:1]])
+    noise = torch.cat([zero, torch.zeros_like(eye), eye, probe[1:]])
+    out, _ = pred.step(x.reshape(-1, *event), t, t_next, score_fn, noise=noise.reshape(-1, *event))
+    out = out.reshape(out.shape[0], d)
+    b = out[0]
+    K, N = (out[1 : d + 1] - b).T, (out[d + 1 : 2 * d + 1] - b).T
+    expect = K @ probe[0] + b + N @ probe[1]
+    if not torch.allclose(out[-1], expect, rtol=1e-6, atol=1e-6 * float(expect.abs().max() + 1)):
+        raise ValueError(
+            f"the step at t={float(t):.4g} is not affine in the state: gaussian_sampler_law needs a score affine "
+            "in x (Gaussian data: its exact score, or DPS/PiGDM guidance on it)"
+        )
+    return K, b, N
+
+
+def gaussian_sampler_law(
+    sde: LinearSDE,
+    score_fn: ScoreFn,
+    start: MultivariateGaussian,
+    *,
+    predictor: str | Predictor = "ancestral",
+    steps: int = 1000,
+    eps: float = 1e-3,
+    grid: str | Tensor | None = None,
+    replacement: Replacement | None = None,
+) -> MultivariateGaussian:
+    r"""Exact law of PC sampling without corrector (``denoise=False``) when every step is affine: no Monte Carlo.
+
+    A predictor step with a score affine in $x$ — Gaussian data's exact score, or `dps_score` / `pigdm_score`
+    guidance on Gaussian data — is $x' = Kx + b + Nz$ and maps $\mathcal N(m, C)$ to
+    $\mathcal N(Km + b, KCK^\top + NN^\top)$; $K, b, N$ are read off probe states. A `Replacement` maps it to
+    $\mathcal N(Pm + \alpha A^\top y, PCP + \sigma^2A^\top A)$ with $P = I - A^\top A$, in the order of
+    `replacement_sample`. The full-covariance version of `sdesolve.verify.propagate_gaussian`.
+
+    Args:
+        sde: the forward SDE.
+        score_fn: a score affine in ``x`` (a ``ValueError`` says when it is not).
+        start: law of $x_T$ (e.g. ``prior.marginal(sde, sde.T)``), float64 recommended.
+        predictor: name or instance (every predictor here is affine given an affine score).
+        steps: intervals of the grid.
+        eps: final time.
+        grid: grid name or decreasing tensor of times.
+        replacement: apply this replacement as `replacement_sample` does (its observation's ``y`` must be ``[m]``).
+
+    Returns:
+        The law of the final state, a `MultivariateGaussian` of ``start``'s event shape.
+    """
+    pred = get_predictor(predictor, sde)
+    m, C = start.mean.reshape(-1), start.cov
+    grid = make_grid(grid, sde, check_int("steps", steps), check_positive("eps", eps), device=m.device, dtype=m.dtype)
+
+    def replace(m: Tensor, C: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+        if replacement is None:
+            return m, C
+        A, y = replacement.observation.A.to(m), replacement.observation.y.to(m)
+        if y.ndim != 1:
+            raise ValueError(f"gaussian_sampler_law needs one observation y of shape [m], got {tuple(y.shape)}")
+        alpha, sigma = replacement.sde.mean_coeff(t), replacement.sde.std(t)
+        P = torch.eye(m.numel(), dtype=m.dtype, device=m.device) - A.T @ A
+        return P @ m + alpha * (A.T @ y), P @ C @ P + sigma**2 * (A.T @ A)
+
+    m, C = replace(m, C, grid[0])
+    for i in range(grid.shape[0] - 1):
+        K, b, N = _affine_step(pred, grid[i], grid[i + 1], score_fn, start.mean)
+        m, C = K @ m + b, K @ C @ K.T + N @ N.T
+        m, C = replace(m, C, grid[i + 1])
+    return MultivariateGaussian(m.reshape(start.event_shape), 0.5 * (C + C.T))
