@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from ._utils import TimeLike, append_dims, batch_time
+from ._utils import TimeLike, append_dims, batch_time, check_positive
 from .sde import LinearSDE
 
 __all__ = ["Gaussian", "GaussianMixture", "MultivariateGaussian", "MultivariateGaussianMixture"]
@@ -360,9 +360,7 @@ def _condition_components(means: Tensor, covs: Tensor, A, y, noise_std: float) -
         raise ValueError(f"A must have shape [m, d] with d={d} (the flattened event), got {tuple(A.shape)}")
     if y.shape != (A.shape[0],):
         raise ValueError(f"y must have shape [m]=[{A.shape[0]}], got {tuple(y.shape)}")
-    noise_std = float(noise_std)
-    if not (math.isfinite(noise_std) and noise_std >= 0):
-        raise ValueError(f"noise_std must be finite and >= 0, got {noise_std!r}")
+    noise_std = check_positive("noise_std", noise_std, strict=False)
     A_cov = A @ covs  # [K, m, d]
     S = A_cov @ A.T + noise_std**2 * torch.eye(A.shape[0], dtype=A.dtype, device=A.device)
     L, info = torch.linalg.cholesky_ex(S)
