@@ -70,6 +70,8 @@ class LinearObservation:
             raise ValueError(
                 f"event_shape {tuple(event_shape)} has {math.prod(event_shape)} entries, A has d={A.shape[1]}"
             )
+        if not (bool(torch.isfinite(A).all()) and bool(torch.isfinite(y).all())):
+            raise ValueError("A and y must be finite")
         self.A, self.y = A, y
         self.noise_std = check_positive("noise_std", noise_std, strict=False)
         self.event_shape = event_shape
@@ -314,6 +316,10 @@ def pigdm_score(
         A score function ``(x, t) -> [B, *event]`` for any sampler.
     """
     c = check_positive("data_var", data_var)
+    if isinstance(observation, LinearObservation) and observation.noise_std == 0:
+        e = observation._gram_eig
+        if not bool((e > 1e-10 * e.abs().max()).all()):
+            raise ValueError("pigdm_score with noise_std=0 needs A of full row rank (A Aᵀ invertible)")
     return _guided_score(score_fn, sde, observation, lambda alpha, sigma2: c * sigma2 / (alpha**2 * c + sigma2), scale)
 
 

@@ -273,6 +273,12 @@ def test_observation_matrices():
             "scale",
         ),
         (lambda: LinearObservation([[1.0, 0.0]], [1.0, 2.0]), ValueError, "y"),
+        (lambda: LinearObservation([[1.0, 0.0]], [float("nan")]), ValueError, "finite"),
+        (
+            lambda: pigdm_score(lambda x, t: x, VPSDE(), LinearObservation([[1.0, 0.0], [2.0, 0.0]], [1.0, 2.0])),
+            ValueError,
+            "full row rank",
+        ),
         (lambda: LinearObservation([1.0, 0.0], [1.0]), ValueError, "A"),
         (lambda: LinearObservation([[1.0, 0.0]], [1.0], -0.5), ValueError, "noise_std"),
         (lambda: LinearObservation([[1.0, 0.0]], [1.0], event_shape=(3,)), ValueError, "event_shape"),
