@@ -378,6 +378,9 @@ def gaussian_sampler_law(
 
     Returns:
         The law of the final state, a `MultivariateGaussian` of ``start``'s event shape.
+
+    Raises:
+        FloatingPointError: the sampler is unstable at this step count (the moments blew up).
     """
     pred = get_predictor(predictor, sde)
     m, C = start.mean.reshape(-1), start.cov
@@ -398,4 +401,10 @@ def gaussian_sampler_law(
         K, b, N = _affine_step(pred, grid[i], grid[i + 1], score_fn, start.mean)
         m, C = K @ m + b, K @ C @ K.T + N @ N.T
         m, C = replace(m, C, grid[i + 1])
-    return MultivariateGaussian(m.reshape(start.event_shape), 0.5 * (C + C.T))
+    try:
+        return MultivariateGaussian(m.reshape(start.event_shape), 0.5 * (C + C.T))
+    except ValueError as err:  # K C Kᵀ + N Nᵀ is PSD: only round-off of a blown-up recursion breaks it
+        raise FloatingPointError(
+            f"the sampler diverged: its propagated covariance (max |C| = {float(C.abs().max()):.3g}) is not "
+            "finite and positive semi-definite; take more steps"
+        ) from err

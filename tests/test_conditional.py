@@ -344,8 +344,15 @@ def test_exact_score_law_converges_to_the_posterior_at_order_one():
     assert abs(fit_order(steps, errors).slope - 1.0) < 0.15
 
 
-def test_gaussian_sampler_law_rejects_non_affine_scores():
+def test_gaussian_sampler_law_rejects_non_affine_scores_and_reports_divergence():
     sde = VPSDE()
     start = MultivariateGaussian(torch.zeros(2, dtype=F64), torch.eye(2, dtype=F64))
     with pytest.raises(ValueError, match="not affine"):
         gaussian_sampler_law(sde, ring_mixture(dtype=F64).score_fn(sde), start, steps=5)
+    # DPS at s = 0.01 with 150 Euler-Maruyama steps is unstable (step × g²/s² ≫ 2): its moments overflow
+    obs = LinearObservation(torch.tensor([[1.0, 0.0]], dtype=F64), [1.0], 0.01)
+    prior = MultivariateGaussian(torch.zeros(2, dtype=F64), torch.tensor([[1.0, 0.8], [0.8, 1.0]], dtype=F64))
+    with pytest.raises(FloatingPointError, match="diverged"):
+        gaussian_sampler_law(
+            sde, dps_score(prior.score_fn(sde), sde, obs), start, predictor="euler_maruyama", steps=150
+        )
