@@ -175,13 +175,9 @@ def measure_mixture(n: int, step_counts: tuple[int, ...]) -> dict:
 def table(results: dict, key: str, label: str, moments: bool = True) -> str:
     """A docs-page Markdown table: ``key`` at every step count, then x₂'s moments at the most steps."""
     step_counts = sorted(next(iter(results.values())))
-    head = " | ".join(f"{label} {k}" for k in step_counts)
-    floor = "floor | " if key == "energy" else ""
-    extra = " x₂ mean (exact) | x₂ std (exact) |" if moments else ""
-    lines = [
-        f"| s | method | {head} | {floor}{extra}".rstrip(" |") + " |",
-        "|---|---|" + "---|" * (len(step_counts) + 2 * moments + (key == "energy")),
-    ]
+    names = [f"{label} {k}" for k in step_counts] + ["floor"] * (key == "energy")
+    names += ["x₂ mean (exact)", "x₂ std (exact)"] * moments
+    lines = ["| s | method | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
     for (s, method), rows in results.items():
         last = rows[step_counts[-1]]
         cells = [_fmt(rows[k][key]) for k in step_counts]
