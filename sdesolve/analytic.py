@@ -286,7 +286,7 @@ class GaussianMixture:
             A `MultivariateGaussianMixture` of the same event shape.
         """
         K = self.means.shape[0]
-        covs = torch.diag_embed(self._var.expand_as(self.means).reshape(K, -1))
+        covs = torch.diag_embed(self.component_vars.expand_as(self.means).reshape(K, -1))
         return MultivariateGaussianMixture(self.weights, self.means, covs).condition(A, y, noise_std)
 
     def __repr__(self) -> str:

@@ -219,10 +219,14 @@ def test_multivariate_sampling_moments_by_monte_carlo():
     assert torch.all((x.mean(0) - g.mean).abs() < 4 * (torch.diagonal(S) / n).sqrt())
     se = ((torch.outer(torch.diagonal(S), torch.diagonal(S)) + S**2) / n).sqrt()
     assert torch.all((torch.cov(x.T) - S).abs() < 4 * se)
-    # mixture: mean within 4 SE of its exact mixture covariance; weights through the sampled components
+    # mixture: sample mean within 4 SE, SE² = diag(mixture covariance)/n
     mix = full_cov_mixture()
     xm = mix.sample(n, generator=torch.Generator().manual_seed(5))
     assert torch.all((xm.mean(0) - mix.mean).abs() < 4 * (torch.diagonal(mix.cov) / n).sqrt())
+    # covariance entries: SE² = Var((x_i - μ_i)(x_j - μ_j))/n, estimated from the samples (not Gaussian)
+    c = xm - mix.mean
+    prods = c[:, :, None] * c[:, None, :]
+    assert torch.all((prods.mean(0) - mix.cov).abs() < 4 * prods.std(0) / math.sqrt(n))
 
 
 @pytest.mark.parametrize("sde", SDES, ids=IDS)
