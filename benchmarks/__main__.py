@@ -10,10 +10,55 @@ from pathlib import Path
 
 import torch
 
-from . import ode, pc
+from . import engine, ode, pc
 
-FULL = {"ode": {"batch": 1024, "dim": 64, "repeats": 3}, "pc": {"batch": 10_000, "steps": 500}}
-QUICK = {"ode": {"batch": 256, "dim": 16, "repeats": 1}, "pc": {"batch": 10_000, "steps": 20}}
+IMAGE_SHAPES = [(1, 2), (16, 2), (512, 3, 8, 8), (64, 3, 64, 64)]
+FULL = {
+    "engine": {"shapes": IMAGE_SHAPES, "steps": 200, "repeats": 3},
+    "em": {"batch": 4096, "steps": 1000, "repeats": 3},
+    "ode": {"shapes": [(16, 2), (4096, 2), (512, 3, 8, 8)], "repeats": 3},
+    "kdiffusion": {"shape": (512, 3, 8, 8), "steps": 50, "repeats": 3},
+    "pc": {"batch": 10_000, "steps": 500},
+}
+QUICK = {
+    "engine": {"shapes": [(16, 2), (64, 3, 8, 8)], "steps": 20, "repeats": 1},
+    "em": {"batch": 256, "steps": 50, "repeats": 1},
+    "ode": {"shapes": [(256, 16)], "repeats": 1},
+    "kdiffusion": {"shape": (64, 3, 8, 8), "steps": 10, "repeats": 1},
+    "pc": {"batch": 10_000, "steps": 20},
+}
+TABLES = {
+    "engine": (
+        "PC loop vs diffusers' ScoreSdeVeScheduler loop and vs the floor (µs per step; VE, exact score)",
+        [
+            "shape",
+            "corrector",
+            "diffusers_us",
+            "ours_us",
+            "floor_us",
+            "speedup",
+            "speedup_target",
+            "vs_floor",
+            "vs_floor_target",
+        ],
+    ),
+    "em": (
+        "Euler–Maruyama (reverse VP) vs torchsde.sdeint(method='euler')",
+        ["batch", "steps", "torchsde_s", "ours_s", "speedup", "speedup_target"],
+    ),
+    "ode": (
+        "ODE solvers, exact-score Gaussian flow, rtol=atol=1e-5, float64 (vs_scipy target >= 1)",
+        ["shape", "sde", "method", "wall_s", "nfe", "max_err", "time_vs_dopri5", "vs_scipy"],
+    ),
+    "kdiffusion": (
+        "k-diffusion sample_euler / sample_heun vs ode_sample on the same VE sigma grid",
+        ["shape", "method", "kdiffusion_s", "ours_s", "speedup", "speedup_target"],
+    ),
+    "pc": (
+        "pc_sample throughput, VP SDE, 2-D ring mixture",
+        ["predictor", "corrector", "steps_per_s", "vs_reverse_diffusion"],
+    ),
+}
 
 
 def table(rows: list[dict], columns: list[str]) -> str:
@@ -30,7 +75,7 @@ def table(rows: list[dict], columns: list[str]) -> str:
 
 
 def main(argv: list[str] | None = None, sizes: dict | None = None) -> dict:
-    """Run both benchmarks and print their tables; ``sizes`` overrides the preset (used by the smoke test)."""
+    """Run the benchmarks and print their tables; ``sizes`` overrides the preset (used by the smoke test)."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes (< 60 s on 2 cores)")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON to this path")
@@ -41,18 +86,25 @@ def main(argv: list[str] | None = None, sizes: dict | None = None) -> dict:
     torch.set_num_threads(args.threads)
     sizes = sizes or (QUICK if args.quick else FULL)
     warnings.filterwarnings("ignore", message="norm='sample'")  # the 2-D benchmark times it regardless
+    runners = {
+        "engine": lambda s: engine.pc_vs_diffusers(s["shapes"], s["steps"], s["repeats"]),
+        "em": lambda s: engine.em_vs_torchsde(s["batch"], s["steps"], s["repeats"]),
+        "ode": lambda s: ode.run(s["shapes"], s["repeats"]),
+        "kdiffusion": lambda s: engine.vs_kdiffusion(s["shape"], s["steps"], s["repeats"]),
+        "pc": lambda s: pc.run(**s),
+    }
     results = {
         "machine": {"platform": platform.platform(), "torch": torch.__version__, "threads": torch.get_num_threads()},
         "sizes": sizes,
-        "ode": ode.run(**sizes["ode"]),
-        "pc": pc.run(**sizes["pc"]),
     }
-    print(f"ODE solvers, exact-score Gaussian flow, rtol=atol=1e-5, float64, {sizes['ode']}")
-    print(table(results["ode"], ["sde", "method", "wall_s", "nfe", "max_err", "time_vs_dopri5"]))
-    print(f"\npc_sample throughput, VP SDE, 2-D ring mixture, {sizes['pc']}")
-    print(table(results["pc"], ["predictor", "corrector", "steps_per_s", "vs_reverse_diffusion"]))
+    for name, runner in runners.items():
+        if name in sizes:
+            results[name] = runner(sizes[name])
+            title, columns = TABLES[name]
+            print(f"\n{title}, {sizes[name]}")
+            print(table(results[name], columns) if results[name] else "(not installed)")
     if args.out is not None:
-        args.out.write_text(json.dumps(results, indent=2))
+        args.out.write_text(json.dumps(results, indent=2, default=str))
     return results
 
 

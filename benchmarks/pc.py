@@ -2,29 +2,22 @@
 
 from __future__ import annotations
 
-import time
-
 import torch
 
 from sdesolve import VPSDE, LangevinCorrector, pc_sample
 from sdesolve.problems import ring_mixture
 
+from .engine import best
+
 PREDICTORS = ("euler_maruyama", "reverse_diffusion", "ancestral", "pf_euler", "pf_heun", "pf_rk4")
 
 
 def _steps_per_s(sde, score, batch: int, steps: int, predictor, corrector) -> float:
-    pc_sample(sde, score, (batch, 2), predictor=predictor, corrector=corrector, steps=2)  # warm-up
-    start = time.perf_counter()
-    pc_sample(
-        sde,
-        score,
-        (batch, 2),
-        predictor=predictor,
-        corrector=corrector,
-        steps=steps,
-        generator=torch.Generator().manual_seed(0),
-    )
-    return steps / (time.perf_counter() - start)
+    def sample():
+        gen = torch.Generator().manual_seed(0)
+        pc_sample(sde, score, (batch, 2), predictor=predictor, corrector=corrector, steps=steps, generator=gen)
+
+    return steps / best(sample, 1)
 
 
 def run(batch: int, steps: int) -> list[dict]:

@@ -9,5 +9,5 @@ export MPLBACKEND=Agg
 if [ "${CI:-}" = "true" ] || [ "${SLOW:-}" = "1" ]; then marker="slow or not slow"; else marker="not slow"; fi
 .venv/bin/python -m pytest -q -m "$marker" -p no:cacheprovider -n "${PYTEST_WORKERS:-2}"
 OMP_NUM_THREADS=1 .venv/bin/sdesolve verify --quick
-NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict -q -d "$(mktemp -d)"
+NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict -d site  # exactly the README's build (-q would hide warnings)
 .venv/bin/python -m benchmarks --quick

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from ._utils import TimeLike, append_dims, batch_time, check_positive
+from ._utils import TimeLike, append_dims, batch_time, check_int, check_points, check_positive
 from .sde import LinearSDE
 
 __all__ = ["Gaussian", "GaussianMixture", "MultivariateGaussian", "MultivariateGaussianMixture"]
@@ -23,10 +23,21 @@ _LOG_2PI = math.log(2 * math.pi)
 
 
 def _as_float_tensor(name: str, value, dtype=None, device=None) -> Tensor:
-    v = torch.as_tensor(value, dtype=dtype, device=device)
+    """``value`` as a real floating tensor (ints and bools cast to the default dtype); complex is refused."""
+    try:
+        v = torch.as_tensor(value, dtype=dtype, device=device)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"{name} must be a real number or a tensor of them, got {value!r}") from None
+    if v.is_complex():
+        raise TypeError(f"{name} must be real, got dtype {v.dtype}")
     if not v.is_floating_point():
         v = v.to(torch.get_default_dtype())
     return v
+
+
+def _check_finite(name: str, value: Tensor) -> None:
+    if not bool(torch.isfinite(value).all()):
+        raise ValueError(f"{name} must be finite, got {value.tolist()!r}")
 
 
 def _check_std(name: str, std: Tensor) -> None:
@@ -34,18 +45,26 @@ def _check_std(name: str, std: Tensor) -> None:
         raise ValueError(f"{name} must be finite and > 0, got {std.tolist()!r}")
 
 
-def _marginal_coeffs(sde: LinearSDE, t: Tensor) -> tuple[Tensor, Tensor]:
+def _check_linear(sde: object) -> LinearSDE:
     if not isinstance(sde, LinearSDE):
         raise TypeError(f"exact marginals need a LinearSDE (VESDE, VPSDE, SubVPSDE), got {sde!r}")
+    return sde
+
+
+def _marginal_coeffs(sde: LinearSDE, t: Tensor) -> tuple[Tensor, Tensor]:
+    _check_linear(sde)
     return sde.mean_coeff(t), sde.std(t) ** 2
 
 
 def _scalar_time(sde: LinearSDE, t: TimeLike, like: Tensor, name: str = "t") -> Tensor:
-    t = torch.as_tensor(t, dtype=like.dtype, device=like.device)  # Python floats straight to like's dtype
-    if t.ndim != 0:
-        raise ValueError(f"{name} must be a scalar time for marginal/flow, got shape {tuple(t.shape)}")
-    sde.check_time(name, float(t))
-    return t
+    _check_linear(sde)
+    if isinstance(t, Tensor):
+        if t.ndim != 0:
+            raise ValueError(f"{name} must be a scalar time for marginal/flow, got shape {tuple(t.shape)}")
+        sde.check_time(name, float(t))
+    else:
+        sde.check_time(name, t)
+    return torch.as_tensor(t, dtype=like.dtype, device=like.device)  # Python floats straight to like's dtype
 
 
 class Gaussian:
@@ -61,10 +80,20 @@ class Gaussian:
     def __init__(self, mean, std, event_shape: Sequence[int] | None = None) -> None:
         mean = _as_float_tensor("mean", mean)
         std = _as_float_tensor("std", std, dtype=mean.dtype, device=mean.device)
+        _check_finite("mean", mean)
         _check_std("std", std)
-        shape = torch.broadcast_shapes(mean.shape, std.shape)
-        if event_shape is not None:
-            shape = torch.broadcast_shapes(shape, tuple(event_shape))
+        if event_shape is not None and (
+            isinstance(event_shape, (str, Tensor))
+            or not hasattr(event_shape, "__iter__")
+            or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in event_shape)
+        ):
+            raise TypeError(f"event_shape must be a sequence of ints >= 1 or None, got {event_shape!r}")
+        try:
+            shape = torch.broadcast_shapes(mean.shape, std.shape, () if event_shape is None else tuple(event_shape))
+        except (RuntimeError, TypeError):
+            raise ValueError(
+                f"mean {tuple(mean.shape)}, std {tuple(std.shape)} and event_shape {event_shape!r} must broadcast"
+            ) from None
         if len(shape) == 0:
             shape = (1,)
         self.mean = mean.expand(shape).clone()
@@ -84,12 +113,13 @@ class Gaussian:
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """Draw ``[n, *event]`` samples."""
+        n = check_int("n", n)
         z = torch.randn((n, *self.event_shape), generator=generator, device=self.mean.device, dtype=self.mean.dtype)
         return self.mean + self.std * z
 
     def log_prob(self, x: Tensor) -> Tensor:
         """Log-density at ``x`` (``[B, *event]``) summed over the event: ``[B]``."""
-        return _normal_logp(x, self.mean, self.var)
+        return _normal_logp(check_points("x", x, self.event_shape), self.mean, self.var)
 
     def score(self, x: Tensor) -> Tensor:
         r"""$\nabla_x\log p(x) = -(x - \mu)/s^2$."""
@@ -97,7 +127,10 @@ class Gaussian:
 
     def marginal(self, sde: LinearSDE, t: TimeLike) -> Gaussian:
         r"""Exact law of $x_t$: $\mathcal N(\alpha\mu, \alpha^2 s^2 + \sigma^2)$."""
-        t = _scalar_time(sde, t, self.mean)
+        return self._marginal(sde, t, "t")
+
+    def _marginal(self, sde: LinearSDE, t: TimeLike, name: str) -> Gaussian:
+        t = _scalar_time(sde, t, self.mean, name)
         alpha, sigma2 = _marginal_coeffs(sde, t)
         return Gaussian(alpha * self.mean, (alpha**2 * self.var + sigma2).sqrt())
 
@@ -132,7 +165,7 @@ class Gaussian:
         $v_t = \alpha_t^2 s^2 + \sigma_t^2$ (since $v' = 2fv + g^2$), so
         $x_s = \alpha_s\mu + \sqrt{v_s/v_t}\,(x_t - \alpha_t\mu)$.
         """
-        pt, ps = self.marginal(sde, t), self.marginal(sde, s)
+        pt, ps = self._marginal(sde, t, "t"), self._marginal(sde, s, "s")
         return ps.mean + ps.std / pt.std * (x - pt.mean)
 
     def condition(self, A, y, noise_std: float) -> MultivariateGaussian:
@@ -177,6 +210,7 @@ class GaussianMixture:
         stds = _as_float_tensor("stds", stds, dtype=means.dtype, device=means.device)
         if means.ndim < 2:
             raise ValueError(f"means must have shape [K, *event], got {tuple(means.shape)}")
+        _check_finite("means", means)
         K = means.shape[0]
         if weights.shape != (K,):
             raise ValueError(f"weights must have shape [K]=[{K}], got {tuple(weights.shape)}")
@@ -218,6 +252,7 @@ class GaussianMixture:
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """Draw ``[n, *event]`` samples (component by `torch.multinomial`, then a Gaussian draw)."""
+        n = check_int("n", n)
         k = torch.multinomial(self.weights, n, replacement=True, generator=generator)
         z = torch.randn((n, *self.event_shape), generator=generator, device=self.means.device, dtype=self.means.dtype)
         return self.means[k] + self._var.expand_as(self.means)[k].sqrt() * z
@@ -236,6 +271,7 @@ class GaussianMixture:
 
     def log_prob(self, x: Tensor) -> Tensor:
         """Log-density (log-sum-exp over components), ``[B]``."""
+        x = check_points("x", x, self.event_shape)
         return torch.logsumexp(self.component_log_probs(x, self.means.unsqueeze(0), self._var.unsqueeze(0)), dim=1)
 
     def score(self, x: Tensor) -> Tensor:
@@ -423,6 +459,7 @@ class MultivariateGaussian:
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         r"""Draw ``[n, *event]`` samples $\mu + U\Lambda^{1/2}z$."""
+        n = check_int("n", n)
         z = torch.randn((n, self.mean.numel()), generator=generator, device=self.mean.device, dtype=self.mean.dtype)
         return self.mean + ((z * self._lam.sqrt()) @ self._U.T).reshape(n, *self.event_shape)
 
@@ -557,6 +594,7 @@ class MultivariateGaussianMixture:
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """Draw ``[n, *event]`` samples (component by `torch.multinomial`, then a Gaussian draw)."""
+        n = check_int("n", n)
         k = torch.multinomial(self.weights, n, replacement=True, generator=generator)
         d = self.covs.shape[-1]
         z = torch.randn((n, d), generator=generator, device=self.means.device, dtype=self.means.dtype)

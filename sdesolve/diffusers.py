@@ -2,9 +2,10 @@ r"""diffusers-compatible score-SDE schedulers and pipeline (Song et al. 2021; di
 
 Drop-ins for diffusers' ``ScoreSdeVeScheduler``, ``ScoreSdeVpScheduler`` and ``ScoreSdeVePipeline``: same
 constructor arguments, config fields, methods and, for the VE classes, the same numbers for the same
-generator. Where diffusers has a defect that no documented behaviour relies on, it is fixed (see
-``NOTES-diffusers.md``): clear errors instead of silent broadcasting or bare ``IndexError``, the true time
-step in the VP scheduler, a VE grid index that stays right for any ``sampling_eps``.
+generator. Where diffusers has a defect that no documented behaviour relies on, it is fixed (the list, with
+reasons, is in the docs page "Using sdesolve with diffusers"): clear errors instead of silent broadcasting or
+bare ``IndexError``, the true time step in the VP scheduler, a VE grid index that stays right for any
+``sampling_eps``.
 
 diffusers is optional (``pip install sdesolve[diffusers]``). When it is installed the schedulers subclass its
 ``SchedulerMixin`` and ``ConfigMixin`` and the pipeline is a real ``DiffusionPipeline``; without it a small
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ._utils import append_dims, batch_time, check_choice, check_int, check_positive
+from ._utils import append_dims, as_batch_tensor, batch_time, check_choice, check_int, check_positive
 from .analytic import Gaussian, GaussianMixture
 from .sde import VESDE, VPSDE
 
@@ -56,6 +57,7 @@ Generator = torch.Generator | Sequence[torch.Generator] | None
 # Grid points computed in float32 sit within a few ulps of their exact position k (Δpos ≲ N·6e-8 ≤ 1e-3 for
 # N ≤ 16 000); this slack puts them on k without moving off-grid times (diffusers floors t·(N−1)).
 _GRID_SNAP = 1e-3
+_OUTPUT_TYPES = ("pil", "np", "numpy", None)  # every value but "pil" gives numpy, as in diffusers' pipeline
 
 
 @dataclass
@@ -106,6 +108,10 @@ def _randn(shape: Sequence[int], generator: Generator, device=None, dtype=None) 
 
 def _check_same_shape(name: str, value: Tensor, sample: Tensor) -> None:
     """diffusers silently broadcasts a mis-shaped model output to a new shape; we refuse it."""
+    for arg, tensor in ((name, value), ("sample", sample)):
+        if not isinstance(tensor, Tensor) or not tensor.is_floating_point():
+            kind = f"dtype {tensor.dtype}" if isinstance(tensor, Tensor) else type(tensor).__name__
+            raise TypeError(f"{arg} must be a floating-point torch.Tensor, got {kind}")
     if value.shape != sample.shape:
         raise ValueError(f"{name} must have the sample's shape {tuple(sample.shape)}, got {tuple(value.shape)}")
 
@@ -218,7 +224,7 @@ class ScoreSdeVeScheduler(SchedulerMixin, ConfigMixin):
                 f"{n} timesteps but {len(self.discrete_sigmas)} discrete sigmas: call set_timesteps(n) and then "
                 "set_sigmas(n) with the same n"
             )
-        t = torch.as_tensor(timestep, dtype=torch.float32).cpu().expand(batch)  # diffusers' float32 timestep
+        t = as_batch_tensor("timestep", timestep, batch, torch.float32).cpu().expand(batch)  # diffusers' float32
         _check_unit_interval("timestep", t)
         pos = (t.double() - eps) * ((n - 1) / (1 - eps))
         return torch.floor(pos + _GRID_SNAP).long().clamp(min=0)  # [0, eps) is the last level, k = 0
@@ -288,7 +294,10 @@ class ScoreSdeVeScheduler(SchedulerMixin, ConfigMixin):
 
         ``noise=None`` draws $z$ from ``generator`` (diffusers uses the global RNG).
         """
-        k = torch.as_tensor(timesteps).long().cpu()
+        k = as_batch_tensor("timesteps", timesteps, original_samples.shape[0])
+        if k.is_floating_point():
+            raise TypeError(f"timesteps must be integer level indices (as diffusers' add_noise), got {timesteps!r}")
+        k = k.long().cpu()
         if bool(((k < 0) | (k >= len(self.discrete_sigmas))).any()):
             raise ValueError(
                 f"timesteps must be level indices in [0, {len(self.discrete_sigmas) - 1}], got {k.tolist()}"
@@ -484,7 +493,8 @@ class ScoreSdeVePipeline(DiffusionPipeline):
             batch_size: number of images.
             num_inference_steps: predictor steps N (each preceded by ``correct_steps`` corrections).
             generator: torch generator (or one per image) for every random draw.
-            output_type: ``"pil"`` (list of ``PIL.Image``) or ``"np"`` (``[B, H, W, C]`` float array in [0, 1]).
+            output_type: ``"pil"`` (list of ``PIL.Image``), or ``"np"``, ``"numpy"`` or ``None`` (``[B, H, W, C]``
+                float array in [0, 1]; diffusers returns numpy for every value but ``"pil"``, we refuse typos).
             return_dict: return `ImagePipelineOutput` (else a 1-tuple).
 
         Returns:
@@ -495,7 +505,10 @@ class ScoreSdeVePipeline(DiffusionPipeline):
         """
         check_int("batch_size", batch_size)
         check_int("num_inference_steps", num_inference_steps)
-        check_choice("output_type", output_type, ("pil", "np"))
+        if output_type not in _OUTPUT_TYPES:
+            raise ValueError(
+                f"unknown output_type {output_type!r}; choose one of: {', '.join(map(repr, _OUTPUT_TYPES))}"
+            )
         scheduler = self.scheduler
         sample = (_randn((batch_size, *self._image_shape()), generator) * scheduler.init_noise_sigma).to(self.device)
         scheduler.set_timesteps(num_inference_steps)

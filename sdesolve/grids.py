@@ -95,7 +95,12 @@ def make_grid(grid: str | Tensor | None, sde: SDE, steps: int, eps: float, devic
     if grid is None or isinstance(grid, str):
         name = check_choice("grid", grid or "uniform", tuple(GRIDS))
         return GRIDS[name](sde, steps, eps, device=device, dtype=dtype)
-    grid = torch.as_tensor(grid, device=device, dtype=dtype)
+    try:
+        grid = torch.as_tensor(grid, device=device, dtype=dtype)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"grid must be a name ({', '.join(GRIDS)}) or a 1-D tensor of times, got {grid!r}") from None
+    if not grid.is_floating_point():
+        raise TypeError(f"grid must hold real floating times, got dtype {grid.dtype}")
     if grid.ndim != 1 or grid.numel() < 2:
         raise ValueError(f"grid must be a 1-D tensor of at least 2 times, got shape {tuple(grid.shape)}")
     g = grid.detach().cpu().double()  # validated once, at the entry point

@@ -31,10 +31,12 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from . import _ode
 from ._utils import batch_time, check_choice, check_int, check_positive, event_numel, flat_sum, randn_like
-from .sampling import ODE_METHODS, _checked_score, _fixed_grid, integrate_flow
+from .sampling import ODE_METHODS, _checked_score, _fixed_grid
 from .sde import SDE, ScoreFn
+from .solvers.fused import TimeTable
+from .solvers.ode import integrate
+from .solvers.runge_kutta import FuncTerm, ODEFunc
 
 __all__ = ["log_likelihood", "bits_per_dim", "dequantization_offset", "DIVERGENCES"]
 
@@ -93,7 +95,7 @@ def _check_score_on(score_fn: ScoreFn, x: Tensor, eps: float) -> None:
 
 def _flow_with_divergence(
     sde: SDE, score_fn: ScoreFn, shape: tuple[int, ...], divergence: Divergence, probe: Tensor | None
-) -> _ode.ODEFunc:
+) -> ODEFunc:
     """Right-hand side of the augmented ODE on flat states ``[B, d + 1]``: ``[f̃(x, t), ∇·f̃(x, t)]``."""
     drift = sde.reverse(score_fn, probability_flow=True).drift
     d = math.prod(shape[1:])
@@ -175,7 +177,7 @@ def log_likelihood(
         raise ValueError(f"eps must be < T={sde.T}, got {eps!r}")
     rtol, atol = check_positive("rtol", rtol), check_positive("atol", atol)
     batch_size = x.shape[0] if batch_size is None else check_int("batch_size", batch_size)
-    t_grid = _fixed_grid(sde, method, steps, grid, eps, x)
+    t_grid = _fixed_grid(sde, method, steps, grid, eps)
     t_grid = None if t_grid is None else t_grid.flip(0)  # the likelihood integrates from eps up to T
     score_fn = _checked_score(score_fn)
     _check_score_on(score_fn, x, eps)
@@ -189,7 +191,8 @@ def log_likelihood(
         pc = None if probe is None else probe[start : start + batch_size]
         func = _flow_with_divergence(sde, score_fn, tuple(xc.shape), div_fn, pc)
         y0 = torch.cat([xc.reshape(xc.shape[0], d), xc.new_zeros(xc.shape[0], 1)], dim=1)
-        y, n = integrate_flow(func, y0, method=method, t0=eps, t1=sde.T, rtol=rtol, atol=atol, grid=t_grid)
+        times = None if t_grid is None else TimeTable(t_grid, y0)
+        y, n = integrate(FuncTerm(func), y0, method=method, t0=eps, t1=sde.T, rtol=rtol, atol=atol, times=times)
         chunks.append(y)
         nfe += n
     y = torch.cat(chunks)

@@ -12,12 +12,15 @@ import abc
 import torch
 from torch import Tensor
 
-from . import _ode
-from ._utils import TimeLike, append_dims, batch_time, check_choice, randn_like
+from ._utils import TimeLike, batch_time, check_choice, randn_like
 from .sde import SDE, LinearSDE, ScoreFn
+from .solvers.fused import Kernel, RunSpec, TimeTable, affine_mean_, axpy_, coefficient_table
+from .solvers.loop import maybe_compile
+from .solvers.runge_kutta import HEUN, RK4, FlowTerm, RungeKuttaKernel, Tableau, rk_step
 
 __all__ = [
     "Predictor",
+    "AffinePredictor",
     "EulerMaruyama",
     "ReverseDiffusion",
     "AncestralSampling",
@@ -32,6 +35,9 @@ __all__ = [
 
 class Predictor(abc.ABC):
     """Base predictor, built with the forward SDE.
+
+    Subclasses give `step`; the sampling loop runs `kernel`, which by default calls `step` (so any predictor
+    plugs in) and which the predictors here replace by a fused in-place kernel with coefficients per grid.
 
     Attributes:
         strong_order: strong order of convergence claimed (None where theory gives none); asserted by the
@@ -63,6 +69,10 @@ class Predictor(abc.ABC):
     ) -> tuple[Tensor, Tensor]:
         """Advance ``x`` (``[B, *event]``) from ``t`` to ``t_next``; return ``(x, x_mean)`` (mean: no noise)."""
 
+    def kernel(self, score_fn: ScoreFn, times: TimeTable, x: Tensor, run: RunSpec) -> Kernel:
+        """This predictor bound to a grid for the sampling loop (default: one `step` call per interval)."""
+        return _StepKernel(self, score_fn, times, x, run)
+
     def _noise(self, x: Tensor, generator: torch.Generator | None, noise: Tensor | None) -> Tensor:
         if noise is None:
             return randn_like(x, generator)
@@ -74,40 +84,104 @@ class Predictor(abc.ABC):
         return f"{type(self).__name__}({self.sde!r})"
 
 
-class EulerMaruyama(Predictor):
+class _StepKernel(Kernel):
+    """Any predictor's `step` on the loop (user predictors): the state is replaced each interval."""
+
+    def __init__(self, pred: Predictor, score_fn: ScoreFn, times: TimeTable, x: Tensor, run: RunSpec) -> None:
+        self.pred, self.score_fn, self.times, self.run, self.nfe = pred, score_fn, times, run, pred.nfe
+        self.buf = torch.empty_like(x) if pred.stochastic else None
+
+    def __call__(self, x, i, last):
+        t = self.times.values
+        z = self.run.noise.predictor(self.buf, i, t[i], t[i + 1]) if self.buf is not None else None
+        x_new, x_mean = self.pred.step(x, self.times.batch[i], self.times.batch[i + 1], self.score_fn, noise=z)
+        x.copy_(x_mean if last and self.run.denoise else x_new)
+
+
+class AffinePredictor(Predictor):
+    r"""A step affine in the state, the score and the noise: $x' = a\,x + b\,\nabla\log p_t(x) + c\,z$.
+
+    Subclasses give `coefficients` $(a, b, c)$ as functions of the times; `step` (per-sample times) and the
+    fused kernel (float64 tables per grid, three in-place passes) both apply them through `affine_mean_`.
+    """
+
+    def __init__(self, sde: SDE) -> None:
+        super().__init__(sde)
+        if not isinstance(sde, LinearSDE):
+            raise TypeError(f"{type(self).__name__} needs a LinearSDE (closed-form coefficients), got {sde!r}")
+
+    @abc.abstractmethod
+    def coefficients(self, t: Tensor, t_next: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(a, b, c)`` for steps from ``t`` to ``t_next`` (tensors of any common shape)."""
+
+    def step(self, x, t, t_next, score_fn, generator=None, noise=None):
+        t, t_next = batch_time(t, x), batch_time(t_next, x)
+        a, b, c = (v.to(x.dtype) for v in self.coefficients(t.double(), t_next.double()))
+        x_mean = affine_mean_(x.clone(), score_fn(x, t) if self.nfe else None, a, b)
+        if not self.stochastic:
+            return x_mean, x_mean
+        return axpy_(x_mean.clone(), self._noise(x, generator, noise), c), x_mean
+
+    def kernel(self, score_fn, times, x, run):
+        return AffineKernel(self.coefficients(times.host[:-1], times.host[1:]), self.nfe, score_fn, times, x, run)
+
+
+class AffineKernel(Kernel):
+    """Fused affine step on a grid: ``x.mul_(a)`` (skipped where every a = 1), ``add_(s, b)``, ``add_(z, c)``."""
+
+    def __init__(self, columns, nfe: int, score_fn: ScoreFn, times: TimeTable, x: Tensor, run: RunSpec) -> None:
+        table = coefficient_table(columns, x, run.compile)
+        self.scale, self.noisy = table.not_one[0], table.nonzero[2]
+        self.nfe = nfe if table.nonzero[1] else 0
+        self.rows, self.score_fn, self.times, self.run = table.rows, score_fn, times, run
+        self.buf = torch.empty_like(x) if self.noisy else None
+        self._update = maybe_compile(self._apply, run.compile)
+
+    def _apply(self, x: Tensor, t: Tensor, z: Tensor | None, a, b, c) -> None:
+        affine_mean_(x, self.score_fn(x, t) if self.nfe else None, a, b, self.scale)
+        if z is not None:
+            axpy_(x, z, c)
+
+    def __call__(self, x, i, last):
+        t = self.times.values
+        z = None
+        if self.noisy and not (last and self.run.denoise):
+            z = self.run.noise.predictor(self.buf, i, t[i], t[i + 1])
+        self._update(x, self.times.batch[i], z, *self.rows[i])
+
+
+class EulerMaruyama(AffinePredictor):
     r"""Euler–Maruyama on the reverse SDE: $x' = x + [f - g^2\nabla\log p_t]\Delta t + g\sqrt{|\Delta t|}\,z$.
 
-    Song et al. 2021, App. F. The diffusion depends on t only (additive noise), so the strong order is 1
-    (Kloeden & Platen 1992, §10.2), not ½; the weak order is 1.
+    Song et al. 2021, App. F: $a = 1 + f\Delta t$, $b = -g^2\Delta t$, $c = g\sqrt{|\Delta t|}$. The diffusion
+    depends on t only (additive noise), so the strong order is 1 (Kloeden & Platen 1992, §10.2), not ½; the
+    weak order is 1.
     """
 
     strong_order = 1.0
     weak_order = 1.0
 
-    def step(self, x, t, t_next, score_fn, generator=None, noise=None):
-        t, t_next = batch_time(t, x), batch_time(t_next, x)
+    def coefficients(self, t, t_next):
         dt = t_next - t
-        drift = self.sde.reverse(score_fn).drift(x, t)
-        x_mean = x + drift * append_dims(dt, x.ndim)
-        g = self.sde.diffusion(t) * dt.abs().sqrt()
-        return x_mean + append_dims(g, x.ndim) * self._noise(x, generator, noise), x_mean
+        g = self.sde.diffusion(t)
+        return 1 + self.sde.drift_coeff(t) * dt, -(g**2) * dt, g * dt.abs().sqrt()
 
 
-class ReverseDiffusion(Predictor):
+class ReverseDiffusion(AffinePredictor):
     r"""Reverse diffusion (Song et al. 2021, eq. 46): $x' = x - f + G^2\nabla\log p_t(x) + G z$.
 
-    ``(f, G)`` is the SDE's `discretize` from ``t_next`` up to ``t`` (exact for linear SDEs).
+    ``(f, G)`` is the exact transition from ``t_next`` up to ``t`` (`LinearSDE.discretize`): $f = (r - 1)x$,
+    $r = \alpha_t/\alpha_{t'}$, so $a = 2 - r$, $b = G^2$, $c = G$.
     """
 
     weak_order = 1.0
 
-    def step(self, x, t, t_next, score_fn, generator=None, noise=None):
-        rev_f, rev_G = self.sde.reverse(score_fn).discretize(x, t, t_next)
-        x_mean = x - rev_f
-        return x_mean + append_dims(rev_G, x.ndim) * self._noise(x, generator, noise), x_mean
+    def coefficients(self, t, t_next):
+        G2 = self.sde.transition_var(t, t_next)
+        return 2 - self.sde.mean_ratio(t, t_next), G2, G2.sqrt()
 
 
-class AncestralSampling(Predictor):
+class AncestralSampling(AffinePredictor):
     r"""Ancestral sampling: draw from the Gaussian posterior $q(x_{t'} \mid x_t, \hat x_0)$.
 
     With $\hat x_0 = (x + \sigma_t^2 s)/\alpha_t$ (Tweedie), $r = \alpha_t/\alpha_{t'}$ and $G^2$ the
@@ -118,35 +192,38 @@ class AncestralSampling(Predictor):
 
     weak_order = 1.0
 
-    def __init__(self, sde: SDE) -> None:
-        super().__init__(sde)
-        if not isinstance(sde, LinearSDE):
-            raise TypeError(f"AncestralSampling needs a LinearSDE (closed-form transitions), got {sde!r}")
-
-    def step(self, x, t, t_next, score_fn, generator=None, noise=None):
+    def coefficients(self, t, t_next):
         sde: LinearSDE = self.sde
-        t, t_next = batch_time(t, x), batch_time(t_next, x)
-        r = (sde.log_mean_coeff(t) - sde.log_mean_coeff(t_next)).exp()
-        G2 = sde.transition_var(t, t_next)
-        x_mean = (x + append_dims(G2, x.ndim) * score_fn(x, t)) / append_dims(r, x.ndim)
-        std = (sde.std(t_next) ** 2 * G2 / sde.std(t) ** 2).sqrt()
-        return x_mean + append_dims(std, x.ndim) * self._noise(x, generator, noise), x_mean
+        r, G2 = sde.mean_ratio(t, t_next), sde.transition_var(t, t_next)
+        return 1 / r, G2 / r, sde.std(t_next) * G2.sqrt() / sde.std(t)
 
 
-class NoPredictor(Predictor):
-    """Identity step (corrector-only sampling, e.g. annealed Langevin dynamics)."""
+class NoPredictor(AffinePredictor):
+    """Identity step (corrector-only sampling, e.g. annealed Langevin dynamics): a = 1, b = c = 0."""
 
     nfe = 0
     stochastic = False
 
-    def step(self, x, t, t_next, score_fn, generator=None, noise=None):
-        return x, x
+    def coefficients(self, t, t_next):
+        return torch.ones_like(t), torch.zeros_like(t), torch.zeros_like(t)
 
 
-class _ProbabilityFlow(Predictor):
-    r"""One explicit Runge–Kutta step of the probability-flow ODE $\dot x = f - \tfrac12 g^2\nabla\log p_t$."""
+class ProbabilityFlowEuler(AffinePredictor):
+    r"""Euler step of the probability-flow ODE: $a = 1 + f\Delta t$, $b = -\tfrac12 g^2\Delta t$ (order 1)."""
 
-    tableau: _ode.Tableau
+    strong_order = weak_order = 1.0
+    stochastic = False
+
+    def coefficients(self, t, t_next):
+        dt = t_next - t
+        p, q = FlowTerm(self.sde, None).coefficients(t)
+        return 1 + p * dt, q * dt, torch.zeros_like(t)
+
+
+class _ProbabilityFlowRK(Predictor):
+    r"""One explicit Runge–Kutta step of the probability flow $\dot x = f(t)\,x - \tfrac12 g^2\nabla\log p_t$."""
+
+    tableau: Tableau
     stochastic = False
 
     def __init_subclass__(cls, **kwargs):
@@ -154,29 +231,30 @@ class _ProbabilityFlow(Predictor):
         cls.nfe = len(cls.tableau.b)
         cls.strong_order = cls.weak_order = float(cls.tableau.order)
 
+    def __init__(self, sde: SDE) -> None:
+        super().__init__(sde)
+        if not isinstance(sde, LinearSDE):
+            raise TypeError(f"{type(self).__name__} needs a LinearSDE, got {sde!r}")
+
     def step(self, x, t, t_next, score_fn, generator=None, noise=None):
         t, t_next = batch_time(t, x), batch_time(t_next, x)
-        drift = self.sde.reverse(score_fn, probability_flow=True).drift
-        x, _ = _ode.rk_step(lambda s, y: drift(y, s), t, x, t_next - t, self.tableau)
+        x = rk_step(FlowTerm(self.sde, score_fn), t, x, t_next - t, self.tableau)
         return x, x
 
-
-class ProbabilityFlowEuler(_ProbabilityFlow):
-    """Euler step of the probability-flow ODE (order 1)."""
-
-    tableau = _ode.EULER
+    def kernel(self, score_fn, times, x, run):
+        return RungeKuttaKernel(self.tableau, FlowTerm(self.sde, score_fn), times, x, compile=run.compile)
 
 
-class ProbabilityFlowHeun(_ProbabilityFlow):
+class ProbabilityFlowHeun(_ProbabilityFlowRK):
     """Heun (explicit trapezoidal) step of the probability-flow ODE (order 2; Karras et al. 2022, Alg. 1)."""
 
-    tableau = _ode.HEUN
+    tableau = HEUN
 
 
-class ProbabilityFlowRK4(_ProbabilityFlow):
+class ProbabilityFlowRK4(_ProbabilityFlowRK):
     """Classical 4-stage Runge–Kutta step of the probability-flow ODE (order 4)."""
 
-    tableau = _ode.RK4
+    tableau = RK4
 
 
 PREDICTORS: dict[str, type[Predictor]] = {

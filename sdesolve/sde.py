@@ -19,8 +19,12 @@ from ._utils import (
     append_dims,
     batch_time,
     check_choice,
+    check_float_dtype,
     check_int,
     check_positive,
+    check_python_time,
+    check_sample,
+    check_shape,
     event_numel,
     flat_sum,
 )
@@ -72,7 +76,7 @@ class SDE(abc.ABC):
     # -- derived -------------------------------------------------------------------------------
     def sde(self, x: Tensor, t: TimeLike) -> tuple[Tensor, Tensor]:
         """Return ``(drift, diffusion)``: $f(x,t)$ like ``x`` and $g(t)$ of shape ``[B]``."""
-        t = batch_time(t, x)
+        t = batch_time(self.check_time("t", t), x)
         return self.drift(x, t), self.diffusion(t)
 
     def discretize(self, x: Tensor, t: TimeLike, t_next: TimeLike) -> tuple[Tensor, Tensor]:
@@ -84,7 +88,7 @@ class SDE(abc.ABC):
         Returns:
             ``(f, G)``: ``f`` like ``x`` and ``G`` of shape ``[B]``.
         """
-        t, t_next = batch_time(t, x), batch_time(t_next, x)
+        t, t_next = self._step_times(x, t, t_next)
         delta = t - t_next
         drift, g = self.sde(x, t)
         return drift * append_dims(delta, x.ndim), g * delta.abs().sqrt()
@@ -93,15 +97,22 @@ class SDE(abc.ABC):
         r"""The reverse-time SDE (eq. 6) or probability-flow ODE (eq. 13) driven by ``score_fn``."""
         return ReverseSDE(self, score_fn, probability_flow)
 
-    def check_time(self, name: str, t: float) -> float:
-        """Validate a Python time in ``[0, T]``."""
-        t = float(t)
-        if not (0.0 <= t <= self.T):
-            raise ValueError(f"{name} must lie in [0, T]=[0, {self.T}], got {t!r}")
-        return t
+    def check_time(self, name: str, t: TimeLike) -> TimeLike:
+        """Validate a Python time in ``[0, T]`` (``ValueError`` naming ``name``); tensors pass unchanged.
+
+        Tensors are checked at the sampling entry points instead: a check here would sync inside step loops.
+        """
+        return check_python_time(name, t, self.T)
+
+    def _step_times(self, x: Tensor, t: TimeLike, t_next: TimeLike) -> tuple[Tensor, Tensor]:
+        """``t`` and ``t_next`` as ``[B]`` tensors; Python times checked in ``[0, T]`` and ordered ``t_next <= t``."""
+        t, t_next = self.check_time("t", t), self.check_time("t_next", t_next)
+        if not isinstance(t, Tensor) and not isinstance(t_next, Tensor) and t_next > t:
+            raise ValueError(f"discretize steps from t_next up to t: need t_next <= t, got t={t!r}, t_next={t_next!r}")
+        return batch_time(t, x), batch_time(t_next, x)
 
     def __repr__(self) -> str:
-        params = ", ".join(f"{k}={v!r}" for k, v in self._params().items())
+        params = ", ".join(f"{k}={v!r}" for k, v in {**self._params(), "T": self.T}.items())
         return f"{type(self).__name__}({params})"
 
     def _params(self) -> dict[str, float]:
@@ -138,28 +149,29 @@ class LinearSDE(SDE):
 
     def marginal_prob(self, x0: Tensor, t: TimeLike) -> tuple[Tensor, Tensor]:
         r"""Mean $\alpha(t)x_0$ (like ``x0``) and std $\sigma(t)$ (``[B]``) of $p_{0t}(x_t \mid x_0)$."""
-        t = batch_time(t, x0)
+        t = batch_time(self.check_time("t", t), x0)
         return append_dims(self.mean_coeff(t), x0.ndim) * x0, self.std(t)
+
+    def mean_ratio(self, t: Tensor, t_next: Tensor) -> Tensor:
+        r"""$r = \alpha(t)/\alpha(t') = e^{\log\alpha(t) - \log\alpha(t')}$, the mean factor of $x_t \mid x_{t'}$."""
+        return (self.log_mean_coeff(t) - self.log_mean_coeff(t_next)).exp()
 
     def transition_var(self, t: Tensor, t_next: Tensor) -> Tensor:
         r"""Variance $G^2 = \sigma(t)^2 - r^2\sigma(t')^2$ of $x_t \mid x_{t'}$, $r = \alpha(t)/\alpha(t')$."""
-        r = (self.log_mean_coeff(t) - self.log_mean_coeff(t_next)).exp()
-        return self.std(t) ** 2 - (r * self.std(t_next)) ** 2
+        return self.std(t) ** 2 - (self.mean_ratio(t, t_next) * self.std(t_next)) ** 2
 
     def discretize(self, x: Tensor, t: TimeLike, t_next: TimeLike) -> tuple[Tensor, Tensor]:
         r"""Exact transition from ``t_next`` up to ``t``: $f = (r-1)x$, $G^2 = \sigma_t^2 - r^2\sigma_{t'}^2$."""
-        t, t_next = batch_time(t, x), batch_time(t_next, x)
-        r = (self.log_mean_coeff(t) - self.log_mean_coeff(t_next)).exp()
-        return append_dims(r - 1, x.ndim) * x, self.transition_var(t, t_next).sqrt()
+        t, t_next = self._step_times(x, t, t_next)
+        return append_dims(self.mean_ratio(t, t_next) - 1, x.ndim) * x, self.transition_var(t, t_next).sqrt()
 
     def _gaussian_prior_logp(self, z: Tensor, std: float) -> Tensor:
-        d = event_numel(z)
+        d = event_numel(check_sample("z", z))
         return -0.5 * d * math.log(2 * math.pi * std**2) - flat_sum(z**2) / (2 * std**2)
 
     def _gaussian_prior(self, shape, generator, device, dtype, std: float) -> Tensor:
-        if len(shape) < 1:
-            raise ValueError(f"shape must be [B, *event], got {tuple(shape)}")
-        return std * torch.randn(tuple(shape), generator=generator, device=device, dtype=dtype)
+        shape = check_shape("shape", shape)
+        return std * torch.randn(shape, generator=generator, device=device, dtype=check_float_dtype("dtype", dtype))
 
 
 class VESDE(LinearSDE):
@@ -308,7 +320,7 @@ class ReverseSDE(SDE):
         $f_{\rm rev} = f - G^2\nabla\log p_t(x)$ (×½ for the flow), $G_{\rm rev} = G$ (0 for the flow),
         with ``(f, G)`` the forward `discretize`.
         """
-        t = batch_time(t, x)
+        t, t_next = self._step_times(x, t, t_next)
         f, G = self.forward.discretize(x, t, t_next)
         rev_f = f - append_dims(G**2 * self._weight, x.ndim) * self.score_fn(x, t)
         return rev_f, torch.zeros_like(G) if self.probability_flow else G

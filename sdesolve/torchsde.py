@@ -10,11 +10,13 @@ diagonal (and additive).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
+from ._utils import check_int, check_like, check_sample
 from .sde import SDE, ScoreFn
 
 __all__ = ["TorchsdeSDE", "to_torchsde"]
@@ -41,25 +43,44 @@ class TorchsdeSDE(torch.nn.Module):
             raise TypeError(f"score_fn must be callable or None, got {score_fn!r}")
         self.sde = sde
         self.reverse = score_fn is not None
-        self._drift = sde.reverse(score_fn).drift if self.reverse else sde.drift
-        self.event_shape = None if event_shape is None else tuple(int(s) for s in event_shape)
+        self._drift = sde.reverse(_shape_checked(score_fn)).drift if self.reverse else sde.drift
+        if event_shape is not None and (isinstance(event_shape, (str, Tensor)) or not hasattr(event_shape, "__iter__")):
+            raise TypeError(f"event_shape must be a sequence of ints or None, got {event_shape!r}")
+        self.event_shape = None if event_shape is None else tuple(check_int("event_shape", s) for s in event_shape)
 
     def _time(self, s: Tensor) -> Tensor:
         return self.sde.T - s if self.reverse else s
 
     def _view(self, y: Tensor) -> Tensor:
-        return y if self.event_shape is None else y.reshape(y.shape[0], *self.event_shape)
+        check_sample("y", y)
+        if y.ndim != 2:
+            raise ValueError(f"torchsde states must have shape [B, d], got {tuple(y.shape)}")
+        if self.event_shape is None:
+            return y
+        if math.prod(self.event_shape) != y.shape[1]:
+            raise ValueError(f"event_shape {self.event_shape} does not hold d={y.shape[1]} entries per state")
+        return y.reshape(y.shape[0], *self.event_shape)
 
     def f(self, s: Tensor, y: Tensor) -> Tensor:
         """Drift in torchsde's time, ``[B, d]``."""
+        x = self._view(y)
         t = torch.as_tensor(self._time(s), dtype=y.dtype, device=y.device)
-        drift = self._drift(self._view(y), t).reshape(y.shape)
+        drift = self._drift(x, t).reshape(y.shape)
         return -drift if self.reverse else drift
 
     def g(self, s: Tensor, y: Tensor) -> Tensor:
         """Diagonal diffusion in torchsde's time, ``[B, d]`` (g depends on t only)."""
         t = torch.as_tensor(self._time(s), dtype=y.dtype, device=y.device)
         return self.sde.diffusion(t).to(y).expand_as(y)
+
+
+def _shape_checked(score_fn: ScoreFn) -> ScoreFn:
+    """``score_fn`` whose output must match x's shape, dtype and device (else the drift would broadcast it)."""
+
+    def checked(x: Tensor, t: Tensor) -> Tensor:
+        return check_like("score_fn", score_fn(x, t), x)
+
+    return checked
 
 
 def to_torchsde(sde: SDE, score_fn: ScoreFn | None = None, event_shape: Sequence[int] | None = None) -> TorchsdeSDE:

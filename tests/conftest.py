@@ -1,5 +1,6 @@
 import os
 
+import pytest
 import torch
 from hypothesis import settings
 
@@ -11,3 +12,12 @@ torch.set_num_threads(1)
 settings.register_profile("default", max_examples=25, deadline=None, derandomize=True)
 settings.register_profile("ci", max_examples=25, deadline=None, derandomize=True, print_blob=True)
 settings.load_profile("ci" if os.environ.get("CI") == "true" else "default")
+
+SLOW_TIMEOUT_S = 900  # slow convergence studies run a few minutes each on 2 cores; 3x headroom
+
+
+def pytest_collection_modifyitems(config, items):
+    """Slow studies get their own timeout unless a test sets one with ``@pytest.mark.timeout``."""
+    for item in items:
+        if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT_S))

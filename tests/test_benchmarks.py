@@ -6,7 +6,13 @@ from benchmarks.__main__ import main
 from benchmarks.ode import METHODS
 from benchmarks.pc import PREDICTORS
 
-TINY = {"ode": {"batch": 8, "dim": 2, "repeats": 1}, "pc": {"batch": 64, "steps": 3}}
+TINY = {
+    "engine": {"shapes": [(2, 2)], "steps": 3, "repeats": 1},
+    "em": {"batch": 8, "steps": 3, "repeats": 1},
+    "ode": {"shapes": [(8, 2)], "repeats": 1},
+    "kdiffusion": {"shape": (2, 2), "steps": 3, "repeats": 1},
+    "pc": {"batch": 64, "steps": 3},
+}
 
 
 def test_benchmarks_main_runs_and_writes_json(tmp_path, capsys):
@@ -15,5 +21,7 @@ def test_benchmarks_main_runs_and_writes_json(tmp_path, capsys):
     assert len(results["ode"]) == 2 * len(METHODS)
     assert all(r["max_err"] < 1e-3 for r in results["ode"])  # rtol = atol = 1e-5 on a unit-scale flow, x100
     assert len(results["pc"]) == len(PREDICTORS) + 3
-    assert json.loads(out.read_text())["sizes"] == TINY
+    assert len(results["engine"]) == 2 and {"speedup", "vs_floor"} <= set(results["engine"][0])
+    assert len(results["em"]) == 1 and len(results["kdiffusion"]) in (0, 2)
+    assert json.loads(out.read_text())["sizes"]["em"] == TINY["em"]
     assert "time_vs_dopri5" in capsys.readouterr().out

@@ -9,12 +9,13 @@ distance < 0.01 at n = 4000 (measured: exact-vs-exact floor 0.003; ring radius x
 
 import json
 import math
+import sys
 
 import matplotlib.image
 import pytest
 from typer.testing import CliRunner
 
-from sdesolve.cli import app
+from sdesolve.cli import app, bench
 
 W = 8 / 36
 
@@ -84,11 +85,41 @@ def test_bad_options_exit_2_with_one_line(tmp_path, args, match):
     assert not (tmp_path / "metrics.json").exists()
 
 
-def test_bench_needs_a_source_checkout(tmp_path, monkeypatch):
-    from typer.testing import CliRunner
+@pytest.fixture
+def restore_benchmarks_modules():
+    """`sdesolve bench` registers the ``benchmarks`` package it loads; put the suite's own import back after."""
+    saved = {k: v for k, v in sys.modules.items() if k == "benchmarks" or k.startswith("benchmarks.")}
+    yield
+    for k in [k for k in sys.modules if k == "benchmarks" or k.startswith("benchmarks.")]:
+        del sys.modules[k]
+    sys.modules.update(saved)
 
-    from sdesolve.cli import app
 
-    monkeypatch.chdir(tmp_path)
+def _package(folder, main_body):
+    (folder / "benchmarks").mkdir(parents=True)
+    (folder / "benchmarks" / "__init__.py").write_text("")
+    (folder / "benchmarks" / "__main__.py").write_text(main_body)
+
+
+def test_bench_never_imports_the_working_directory(tmp_path, monkeypatch, restore_benchmarks_modules):
+    # An untrusted folder with its own benchmarks/ package: running `sdesolve bench` there must not import it.
+    untrusted, checkout = tmp_path / "untrusted", tmp_path / "checkout"
+    _package(untrusted, f"open({str(untrusted / 'PWNED')!r}, 'w').close()\ndef main(argv): pass\n")
+    _package(checkout, f"def main(argv):\n    open({str(checkout / 'ran')!r}, 'w').write(' '.join(argv))\n")
+    (checkout / "pyproject.toml").write_text("")
+    monkeypatch.setattr(bench, "checkout_root", lambda: checkout)
+    monkeypatch.chdir(untrusted)
+    monkeypatch.syspath_prepend(str(untrusted))  # even with the folder on sys.path (as `python -m sdesolve` puts it)
+    for k in [k for k in sys.modules if k == "benchmarks" or k.startswith("benchmarks.")]:
+        monkeypatch.delitem(sys.modules, k)
     result = CliRunner().invoke(app, ["bench", "--quick"])
-    assert result.exit_code == 2 and "source checkout" in result.output
+    assert result.exit_code == 0, result.output
+    assert (checkout / "ran").read_text() == "--quick"
+    assert not (untrusted / "PWNED").exists()
+
+
+def test_bench_outside_a_source_checkout_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, "checkout_root", lambda: tmp_path)  # e.g. a wheel in site-packages
+    result = CliRunner().invoke(app, ["bench", "--quick"])
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 1 and "source checkout" in lines[0], result.stderr

@@ -156,7 +156,7 @@ def test_site_builds_strict_and_documents_every_public_name(tmp_path):
         pytest.skip("mkdocs not installed (the docs extra)")
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1", "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(
-        [mkdocs, "build", "--strict", "-q", "-d", str(tmp_path / "site")],
+        [mkdocs, "build", "--strict", "-d", str(tmp_path / "site")],  # no -q: it hides warnings
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -8,9 +8,11 @@ from __future__ import annotations
 import typer
 
 from . import bench, likelihood, sample, verify
+from ._common import OneLineErrors
 
 app = typer.Typer(
     name="sdesolve",
+    cls=OneLineErrors,
     help="Numerically verified score-based diffusion SDEs: sample, verify, likelihood, bench.",
     no_args_is_help=True,
     add_completion=False,

@@ -12,15 +12,16 @@ from .._utils import check_choice, check_int, check_positive
 from ..likelihood import DIVERGENCES, bits_per_dim, log_likelihood
 from ..problems import PROBLEMS
 from ..sde import get_sde
+from ._common import option, reported
 
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 
 def _build(data: str, sde: str, dim: int, dtype: str):
-    check_choice("data", data, tuple(PROBLEMS))
-    sde_obj = get_sde(sde)
-    check_choice("dtype", dtype, tuple(_DTYPES))
-    check_int("dim", dim)
+    option("--data", check_choice, "data", data, tuple(PROBLEMS))
+    sde_obj = option("--sde", get_sde, sde)
+    option("--dtype", check_choice, "dtype", dtype, tuple(_DTYPES))
+    option("--dim", check_int, "dim", dim)
     kwargs = {"dim": dim} if data == "gaussian" else {}
     return PROBLEMS[data](dtype=_DTYPES[dtype], **kwargs), sde_obj
 
@@ -43,10 +44,14 @@ def likelihood(
     sd(estimate - exact divergence)/sqrt(n) and the model's exact log-likelihood: log p_eps(x) plus the prior
     mismatch log pi(z) - log p_T(z) at the latent z (the flow starts from the prior pi, not p_T).
     """
-    try:
-        oracle, sde_obj = _build(data, sde, dim, dtype)
-        check_int("n", n)
-        check_positive("eps", eps)
+    oracle, sde_obj = _build(data, sde, dim, dtype)
+    option("--n", check_int, "n", n)
+    option("--eps", check_positive, "eps", eps)
+    option("--eps", sde_obj.check_time, "eps", eps)
+    option("--divergence", check_choice, "divergence", divergence, tuple(DIVERGENCES))
+    option("--rtol", check_positive, "rtol", rtol)
+    option("--atol", check_positive, "atol", atol)
+    with reported():
         gen = torch.Generator().manual_seed(seed)
         x = oracle.marginal(sde_obj, eps).sample(n, generator=gen)
         options = {"eps": eps, "rtol": rtol, "atol": atol, "return_info": True}
@@ -58,9 +63,6 @@ def likelihood(
             exact_div, exact_info = logp, info
         else:
             exact_div, exact_info = log_likelihood(sde_obj, score_fn, x, divergence="exact", **options)
-    except (ValueError, TypeError) as err:
-        typer.echo(f"Error: {err}", err=True)
-        raise typer.Exit(2) from None
 
     z = exact_info["z"]
     oracle_logp = oracle.marginal(sde_obj, eps).log_prob(x)

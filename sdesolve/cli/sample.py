@@ -15,22 +15,18 @@ from pathlib import Path
 import torch
 import typer
 
-from .._ode import FIXED
-from .._utils import check_choice
+from .._utils import check_choice, check_int, check_positive
 from ..correctors import CORRECTORS
 from ..metrics import energy_distance, mixture_cov, mode_weight_errors, moment_errors, sliced_wasserstein
 from ..predictors import PREDICTORS
 from ..problems import ring_mixture
 from ..sampling import ODE_METHODS, ode_sample, pc_sample
 from ..sde import get_sde
+from ..solvers.ode import FIXED
+from ._common import check_device, option, reported, writable_dir
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 EPS = 1e-3
-
-
-def _fail(message: str) -> None:
-    typer.echo(f"Error: {message}", err=True)
-    raise typer.Exit(code=2)
 
 
 def _metrics(x: torch.Tensor, sde, seed: int) -> dict:
@@ -86,31 +82,36 @@ def sample(
     out: str = typer.Option("sdesolve-out", help="Output folder for samples.png and metrics.json."),
 ) -> None:
     """Sample the 8-mode ring mixture (exact score) and report metrics against the exact p_eps."""
-    try:
-        sde_obj = get_sde(sde)
-        torch_dtype = DTYPES[check_choice("dtype", dtype, tuple(DTYPES))]
-        score_fn = ring_mixture(torch_dtype, device=device).score_fn(sde_obj)
-        gen = torch.Generator(device=device).manual_seed(seed)
-        common = dict(eps=EPS, generator=gen, device=device, dtype=torch_dtype, return_info=True)
+    sde_obj = option("--sde", get_sde, sde)
+    torch_dtype = DTYPES[option("--dtype", check_choice, "dtype", dtype, tuple(DTYPES))]
+    option("--n", check_int, "n", n)
+    option("--steps", check_int, "steps", steps)
+    option("--snr", check_positive, "snr", snr, strict=False)
+    if ode:
+        fixed = option("--method", check_choice, "method", method, ODE_METHODS) in FIXED
+    else:
+        option("--predictor", check_choice, "predictor", predictor, tuple(PREDICTORS))
+        option("--corrector", check_choice, "corrector", corrector, tuple(CORRECTORS))
+    torch_device = check_device("--device", device)
+    out = writable_dir("--out", out)
+    with reported((ValueError, TypeError, RuntimeError, FloatingPointError)):
+        score_fn = ring_mixture(torch_dtype, device=torch_device).score_fn(sde_obj)
+        gen = torch.Generator(device=torch_device).manual_seed(seed)
+        common = dict(eps=EPS, generator=gen, device=torch_device, dtype=torch_dtype, return_info=True)
         t0 = time.perf_counter()
         if ode:
-            fixed = check_choice("method", method, ODE_METHODS) in FIXED
             x, info = ode_sample(sde_obj, score_fn, (n, 2), method=method, steps=steps if fixed else None, **common)
         else:
             x, info = pc_sample(
                 sde_obj, score_fn, (n, 2), predictor=predictor, corrector=corrector, steps=steps, snr=snr, **common
             )
-        if device.startswith("cuda"):
+        if torch_device.type == "cuda":
             torch.cuda.synchronize()
         wall = time.perf_counter() - t0
-    except (ValueError, TypeError, RuntimeError) as err:
-        _fail(str(err).splitlines()[0])
     config = {"sde": sde, "predictor": None if ode else predictor, "corrector": None if ode else corrector,
               "ode_method": method if ode else None, "steps": steps, "snr": snr, "n": n, "seed": seed,
               "device": device, "dtype": dtype, "eps": EPS}  # fmt: skip
     metrics = {**_metrics(x, sde_obj, seed), "nfe": int(info["nfe"]), "wall_s": wall}
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps({"config": config, "metrics": metrics}, indent=2) + "\n")
     _plot(x, sde_obj, out / "samples.png")
     label = f"probability-flow ODE ({method})" if ode else f"{predictor} + {corrector}"

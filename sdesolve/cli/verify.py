@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from ..verify import SuiteRow, run_suite
+from ._common import writable_file
 
 
 def _line(row: SuiteRow) -> str:
@@ -48,6 +49,10 @@ def verify(
     plot: Annotated[Path | None, typer.Option("--plot", help="Write a log-log PNG of errors against steps.")] = None,
 ) -> None:
     """Measure strong/weak orders of every predictor on {VE, VP, sub-VP} against exact answers."""
+    if json_path is not None:
+        writable_file("--json", json_path)
+    if plot is not None:
+        writable_file("--plot", plot)
     start = time.perf_counter()
     typer.echo(
         f"{'sde':9s} {'data':9s} {'predictor':18s} {'kind':6s} {'expected':>8s} {'measured':>8s} {'95% CI':18s} tol    steps      result"

@@ -1,43 +1,25 @@
-r"""Convergence verification: strong and weak orders of every predictor against exact answers.
+"""Order fits and the measurements behind them: exact propagation, strong and weak errors, error vs NFE.
 
-Errors are measured at ``t = eps`` from the exact law $p_T$ (``data.marginal(sde, T)``), never from the SDE's
-prior, so the only error left is the discretisation's. Three measurements:
-
-- **exact propagation** (Gaussian data, exact score): every predictor step is affine,
-  $x' = a\odot x + b + c\odot z$ per coordinate, so mean and variance propagate in closed form,
-  $m' = am + b$, $v' = a^2v + c^2$ — weak errors with no Monte Carlo at all. $a, b, c$ are read off one
-  step on the probes $(x, z) = (0, 0), (1, 0), (0, 1)$.
-- **strong errors** $\mathbb E|X_N - X_{\rm ref}|$ on one Brownian path (a torchsde ``BrownianInterval``)
-  against torchsde's strong-order-1.5 ``srk`` at a fine step (stochastic predictors), the exact flow
-  `Gaussian.flow` or scipy's RK45 at tight tolerance (probability-flow predictors).
-- **weak errors by Monte Carlo** (mixture data): $|\mathbb E[\varphi(X_N) - \varphi(X_{\rm ref})]|$ over the
-  same paths — the fine reference is a control variate, so the Monte Carlo error scales with the strong
-  error, not with $\operatorname{sd}\varphi(X)$; the reference itself is checked against the exact mixture
-  moments (`reference_check`).
-
-The diffusions of VE/VP/sub-VP depend on t only (additive noise), so Euler–Maruyama has strong order 1
-(Kloeden & Platen 1992, §10.2), not ½. Orders are fitted by least squares on log error against log N, with a
-t-distribution confidence interval (`fit_order`).
+See the `sdesolve.verify` package docstring for the three measurements.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from ._utils import check_choice, check_int, check_positive
-from .analytic import Gaussian, GaussianMixture
-from .grids import uniform_grid
-from .predictors import PREDICTORS, Predictor, get_predictor
-from .problems import gaussian_data, ring_mixture
-from .sampling import ode_sample, pc_sample
-from .sde import SDES, LinearSDE, get_sde
-from .torchsde import to_torchsde
+from .._utils import check_choice, check_int, check_positive
+from ..analytic import Gaussian, GaussianMixture
+from ..grids import uniform_grid
+from ..predictors import AffinePredictor, Predictor, get_predictor
+from ..sampling import ode_sample, pc_sample
+from ..sde import LinearSDE
+from ..torchsde import to_torchsde
 
 __all__ = [
     "OrderFit",
@@ -50,11 +32,6 @@ __all__ = [
     "weak_order",
     "reference_check",
     "error_vs_nfe",
-    "run_suite",
-    "SUITE_PREDICTORS",
-    "SuiteRow",
-    "suite_cases",
-    "expected_order",
 ]
 
 Data = Gaussian | GaussianMixture
@@ -125,15 +102,14 @@ def exact_expectations(dist: Data, functionals: Sequence[str] = FUNCTIONALS) -> 
         check_choice("functional", f, FUNCTIONALS)
     if isinstance(dist, Gaussian):
         return torch.stack([_gauss_expect(f, dist.mean, dist.var) for f in functionals])
-    var = dist.stds**2 if dist.stds.shape == dist.means.shape else dist.stds.reshape(-1, 1) ** 2
-    var = var.expand_as(dist.means)
+    var = dist.component_vars.expand_as(dist.means)
     w = dist.weights.reshape(-1, *([1] * (dist.means.ndim - 1)))
     return torch.stack([(w * _gauss_expect(f, dist.means, var)).sum(0) for f in functionals])
 
 
 # -- exact propagation ----------------------------------------------------------------------------------------
-def _affine_step(pred: Predictor, t: Tensor, t_next: Tensor, score_fn, like: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """``(a, b, c)`` of the affine step ``x' = a x + b + c z`` read off the probes (0,0), (1,0), (0,1)."""
+def _probed_step(pred: Predictor, t: Tensor, t_next: Tensor, score_fn, like: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``(A, B, C)`` of a step ``x' = A x + B + C z`` read off the probes (0,0), (1,0), (0,1): any predictor."""
     zero, one = torch.zeros_like(like), torch.ones_like(like)
     x = torch.stack([zero, one, zero])
     noise = torch.stack([zero, zero, one])
@@ -142,10 +118,26 @@ def _affine_step(pred: Predictor, t: Tensor, t_next: Tensor, score_fn, like: Ten
     return out[1] - b, b, out[2] - b
 
 
+def _step_map(pred: Predictor, data: Gaussian, sde: LinearSDE, t: Tensor, t_next: Tensor) -> tuple[Tensor, ...]:
+    r"""``(A, B, C)`` of one step with the exact score $s(x) = (m_t - x)/v_t$ of $p_t = \mathcal N(m_t, v_t)$.
+
+    An `AffinePredictor` step $x' = a x + b s + c z$ gives $A = a - b/v_t$, $B = b\,m_t/v_t$, $C = c$ straight from
+    its coefficients; any other predictor is probed.
+    """
+    if not isinstance(pred, AffinePredictor):
+        return _probed_step(pred, t, t_next, data.score_fn(sde), data.mean)
+    a, b, c = (v.to(data.mean.dtype) for v in pred.coefficients(t.double(), t_next.double()))
+    marginal = data.marginal(sde, t)
+    return a - b / marginal.var, b * marginal.mean / marginal.var, c * torch.ones_like(data.mean)
+
+
 def propagate_gaussian(
     sde: LinearSDE, predictor: str | Predictor, data: Gaussian, steps: int, eps: float = 1e-3
 ) -> Gaussian:
     r"""Exact law after ``steps`` predictor steps from the exact $p_T$, for Gaussian data with exact score.
+
+    Each step is affine, $x' = A x + B + C z$ per coordinate, so $m' = Am + B$, $v' = A^2 v + C^2$ (no Monte
+    Carlo); the affine predictors' $(A, B, C)$ come from their coefficient tables, others' from probes.
 
     Args:
         sde: the forward SDE.
@@ -158,13 +150,12 @@ def propagate_gaussian(
         The Gaussian law of the final state (the last step's noise included).
     """
     pred = get_predictor(predictor, sde)
-    score_fn = data.score_fn(sde)
-    grid = uniform_grid(sde, check_int("steps", steps), eps, dtype=data.mean.dtype)
+    grid = uniform_grid(sde, check_int("steps", steps), eps, dtype=torch.float64)
     prior = data.marginal(sde, sde.T)
     m, v = prior.mean, prior.var
     for i in range(steps):
-        a, b, c = _affine_step(pred, grid[i], grid[i + 1], score_fn, m)
-        m, v = a * m + b, a**2 * v + c**2
+        A, B, C = _step_map(pred, data, sde, grid[i], grid[i + 1])
+        m, v = A * m + B, A**2 * v + C**2
     return Gaussian(m, v.sqrt())
 
 
@@ -459,137 +450,4 @@ def error_vs_nfe(
             rows.append(
                 {"sampler": name, "steps": n, "nfe": info["nfe"], "error": float(dev.abs().max()), "se": float(se)}
             )
-    return rows
-
-
-# -- the verification matrix ----------------------------------------------------------------------------------
-SUITE_PREDICTORS = ("euler_maruyama", "reverse_diffusion", "ancestral", "pf_euler", "pf_heun", "pf_rk4")
-SUITE_PREDICTORS_CLS = {name: PREDICTORS[name] for name in SUITE_PREDICTORS}
-SUITE_DATA: dict[str, Callable[[], Data]] = {
-    "gaussian": lambda: gaussian_data(2, dtype=torch.float64),
-    "mixture": lambda: ring_mixture(dtype=torch.float64),
-}
-
-
-@dataclass(frozen=True)
-class SuiteRow:
-    """One line of the verification table."""
-
-    sde: str
-    data: str
-    predictor: str
-    study: OrderStudy
-    tol: float
-
-    @property
-    def passed(self) -> bool:
-        return self.study.passed(self.tol)
-
-    def as_dict(self) -> dict[str, object]:
-        s = self.study
-        return {
-            "sde": self.sde,
-            "data": self.data,
-            "predictor": self.predictor,
-            "kind": s.kind,
-            "method": s.method,
-            "expected": s.expected,
-            "slope": s.fit.slope,
-            "ci95": [s.fit.lo, s.fit.hi],
-            "tol": self.tol,
-            "steps": list(s.steps),
-            "errors": s.errors.tolist(),
-            "se": s.se.tolist(),
-            "passed": bool(self.passed),
-        }
-
-
-def _suite_steps(kind: str, predictor: str, sde: str, data: str, quick: bool) -> tuple[int, ...]:
-    """Step counts in each case's asymptotic range (measured; see NOTES-verify.md), a ratio of ≥ 16×.
-
-    Gaussian weak studies (exact propagation) run far out (from 64, 128 in the full suite): ancestral sampling's error has an O(N^-1/2)
-    relative correction near t = eps on VP/sub-VP (fitted order 0.76 over 16..256, 0.89 over 64..1024).
-    Below these ranges RK4/Heun are pre-asymptotic (fitted 4.2-4.3 from N = 8) and VE needs N ≳ 32
-    (g²/v ≈ 2 log(σmax/σmin) ≈ 17).
-    """
-    if predictor == "pf_rk4":
-        # sub-VP approaches order 4 from below (local slopes 3.3, 3.7, 3.87, 3.94 from N = 16), and past
-        # N = 2048 the error (~1e-14) meets float64 round-off: 64..2048 is the asymptotic window.
-        start = 64
-    elif kind == "weak" and predictor == "euler_maruyama" and sde == "ve" and data == "gaussian":
-        start = 32  # the O(1/N) term (∝ σ_min²) takes over near N ~ 10^4: fitted 1.90 over 128..4096
-    elif kind == "weak":
-        start = 64 if quick else 128
-    elif data == "mixture":
-        start = 64
-    elif predictor.startswith("pf_"):
-        start = 32  # RK4 from N = 16 fits 4.10 over 16..512 (pre-asymptotic)
-    else:
-        start = 32 if sde == "ve" else 16
-    return tuple(start * 2**k for k in range(4 if quick else 6))
-
-
-def suite_cases(data: str, predictor: str, quick: bool = False) -> tuple[str, ...]:
-    """The order claims the suite measures for a (data, predictor) pair.
-
-    Gaussian data: every claim (weak by exact propagation, strong on a torchsde path). Mixture data: the
-    probability-flow predictors pathwise against scipy RK45 (Monte Carlo weak studies of the stochastic
-    predictors on the mixture need ~10^6 paths on 2 cores and are left to the notes). ``quick`` skips the
-    pathwise probability-flow studies (their weak rows measure the same order).
-    """
-    if data == "mixture":
-        return ("strong",) if predictor.startswith("pf_") else ()
-    if predictor == "euler_maruyama" or (predictor.startswith("pf_") and not quick):
-        return ("strong", "weak")
-    return ("weak",)
-
-
-def expected_order(kind: str, predictor: str, sde: str, data: str) -> float:
-    r"""Theory for the case: the predictor's claim, except Euler–Maruyama's weak order on VE with Gaussian data.
-
-    There the O(h) coefficient of the variance error integrates to $c\,\sigma_{\min}^2/2$ (c = 2 log(σmax/σmin)),
-    negligible for σ_min = 0.01: the measured order is 2 until N ~ 10^4 (with σ_min = 0.3 it is 1; tested).
-    """
-    pred = SUITE_PREDICTORS_CLS[predictor]
-    if kind == "weak" and predictor == "euler_maruyama" and sde == "ve" and data == "gaussian":
-        return 2.0
-    return float(pred.strong_order if kind == "strong" else pred.weak_order)
-
-
-def run_suite(
-    quick: bool = True,
-    *,
-    sdes: Sequence[str] = tuple(SDES),
-    predictors: Sequence[str] = SUITE_PREDICTORS,
-    data: Sequence[str] | None = None,
-    progress: Callable[[SuiteRow], None] | None = None,
-) -> list[SuiteRow]:
-    """Measure every claimed order of {VE, VP, sub-VP} × predictors × {Gaussian, mixture}.
-
-    ``quick`` (Gaussian data only, < 1 min on 2 cores) uses tolerance ±0.15, 4 step counts (8×) and 128 paths on a
-    srk reference of 512 steps; the full suite ±0.1, 6 step counts (32×), 512 paths, srk at 4096 steps, and
-    the mixture (probability-flow predictors against scipy RK45).
-
-    Returns:
-        One `SuiteRow` per (SDE, data, predictor, strong/weak claim).
-    """
-    data = (("gaussian",) if quick else tuple(SUITE_DATA)) if data is None else tuple(data)
-    tol = 0.15 if quick else 0.1
-    n_paths, ref = (128, 512) if quick else (512, 4096)
-    rows = []
-    for sde_name in sdes:
-        sde = get_sde(sde_name)
-        for data_name in data:
-            dist = SUITE_DATA[check_choice("data", data_name, tuple(SUITE_DATA))]()
-            for name in predictors:
-                pred = get_predictor(check_choice("predictor", name, SUITE_PREDICTORS), sde)
-                for kind in suite_cases(data_name, name, quick):
-                    steps = _suite_steps(kind, name, sde_name, data_name, quick)
-                    expected = expected_order(kind, name, sde_name, data_name)
-                    study_fn = strong_order if kind == "strong" else weak_order
-                    study = study_fn(sde, pred, dist, steps=steps, n_paths=n_paths, ref_steps=ref, expected=expected)
-                    row = SuiteRow(type(sde).__name__, data_name, name, study, tol)
-                    rows.append(row)
-                    if progress is not None:
-                        progress(row)
     return rows

@@ -1,0 +1,175 @@
+"""The step loop against the anchors' loops and against its floor (issue 11), ratios side by side in one run.
+
+(a) `pc_sample` (reverse diffusion, with and without one batch-norm Langevin step) vs diffusers'
+``ScoreSdeVeScheduler`` loop as ``ScoreSdeVePipeline`` runs it, on the same exact-score VE model, and vs the
+floor: a loop doing only the same score calls, ``randn(out=)`` and two in-place axpys per evaluation — the
+least any reverse-diffusion step does. (b) Euler–Maruyama vs ``torchsde.sdeint(method="euler")``.
+(d) k-diffusion's ``sample_euler``/``sample_heun`` vs our fixed-step flow on the same σ grid.
+Best of ``repeats`` wall times, one thread; ratios > 1 mean ours is faster (``speedup``) or slower (``vs_floor``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import torch
+
+from sdesolve import VESDE, VPSDE, Gaussian, LangevinCorrector, ode_sample, pc_sample, score_from_sigma_model
+from sdesolve.grids import uniform_grid
+from sdesolve.torchsde import to_torchsde
+
+from ._kdiffusion import load_sampling
+
+SIGMA_MIN, SIGMA_MAX, SNR = 0.01, 50.0, 0.16
+MU, S = 0.5, 0.2  # per-pixel Gaussian data N(0.5, 0.2²): exact score for every σ
+
+
+def best(fn: Callable[[], object], repeats: int) -> float:
+    """Best wall time of ``repeats`` calls (after one warm-up call)."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+class SigmaModel(torch.nn.Module):
+    r"""The exact VE score $s(x, \sigma) = (\mu - x)/(s^2 + \sigma^2)$ as a ``model(x, sigma)``."""
+
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        w = (-1.0 / (S**2 + sigma**2)).reshape(-1, *([1] * (x.ndim - 1)))
+        return (x - MU) * w
+
+
+def _diffusers_loop(shape, steps: int, correct: bool, model: SigmaModel) -> torch.Tensor:
+    """diffusers' ``ScoreSdeVePipeline.__call__`` loop body, on its own ``ScoreSdeVeScheduler``."""
+    from diffusers import ScoreSdeVeScheduler
+
+    sched = ScoreSdeVeScheduler(sigma_min=SIGMA_MIN, sigma_max=SIGMA_MAX, snr=SNR, correct_steps=int(correct))
+    gen = torch.Generator().manual_seed(0)
+    sample = torch.randn(shape, generator=gen) * sched.init_noise_sigma
+    sched.set_timesteps(steps)
+    sched.set_sigmas(steps)
+    for i, t in enumerate(sched.timesteps):
+        sigma_t = sched.sigmas[i] * torch.ones(shape[0])
+        for _ in range(sched.config.correct_steps):
+            sample = sched.step_correct(model(sample, sigma_t), sample, generator=gen).prev_sample
+        output = sched.step_pred(model(sample, sigma_t), t, sample, generator=gen)
+        sample, sample_mean = output.prev_sample, output.prev_sample_mean
+    return sample_mean
+
+
+def _ours(shape, steps: int, correct: bool, model: SigmaModel) -> torch.Tensor:
+    sde = VESDE(SIGMA_MIN, SIGMA_MAX)
+    corr = LangevinCorrector(sde, snr=SNR, norm="batch") if correct else None
+    gen = torch.Generator().manual_seed(0)
+    score = score_from_sigma_model(model, sde)
+    return pc_sample(sde, score, shape, predictor="reverse_diffusion", corrector=corr, steps=steps, generator=gen)
+
+
+def _floor(shape, steps: int, correct: bool, model: SigmaModel) -> torch.Tensor:
+    """The same score calls, ``randn(out=)`` and two in-place axpys per evaluation, nothing else."""
+    sde = VESDE(SIGMA_MIN, SIGMA_MAX)
+    score = score_from_sigma_model(model, sde)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(shape, generator=gen).mul_(SIGMA_MAX)
+    buf = torch.empty_like(x)
+    ts = [t.expand(shape[0]) for t in uniform_grid(sde, steps, 1e-3)]
+    for i in range(steps):
+        for _ in range(1 + int(correct)):
+            s = score(x, ts[i])
+            torch.randn(shape, generator=gen, out=buf)
+            x.add_(s, alpha=1e-3).add_(buf, alpha=1e-3)
+    return x
+
+
+def pc_vs_diffusers(shapes, steps: int, repeats: int) -> list[dict]:
+    """Rows per (shape, corrector): µs per step of diffusers' loop, ours and the floor; speedup and vs_floor."""
+    model = SigmaModel()
+    rows = []
+    for shape in shapes:
+        for correct in (False, True):
+            per_step = {
+                name: 1e6 * best(lambda f=fn, s=shape, c=correct: f(s, steps, c, model), repeats) / steps
+                for name, fn in (("diffusers", _diffusers_loop), ("ours", _ours), ("floor", _floor))
+            }
+            rows.append(
+                {
+                    "shape": "x".join(map(str, shape)),
+                    "corrector": "langevin[batch]" if correct else "none",
+                    "diffusers_us": per_step["diffusers"],
+                    "ours_us": per_step["ours"],
+                    "floor_us": per_step["floor"],
+                    "speedup": per_step["diffusers"] / per_step["ours"],
+                    "speedup_target": 3.0 if shape[0] <= 16 else 1.5,
+                    "vs_floor": per_step["ours"] / per_step["floor"],
+                    "vs_floor_target": 1.15 if correct else 1.10,
+                }
+            )
+    return rows
+
+
+def em_vs_torchsde(batch: int, steps: int, repeats: int) -> list[dict]:
+    """Euler–Maruyama on the reverse VP SDE: ours vs ``torchsde.sdeint(method="euler")`` (same dt, own noise)."""
+    import torchsde
+
+    sde, data = VPSDE(), Gaussian(torch.full((2,), 0.3), 0.5)
+    score = data.score_fn(sde)
+    eps = 1e-3
+    x_T = data.marginal(sde, sde.T).sample(batch, torch.Generator().manual_seed(0))
+    module, ts = to_torchsde(sde, score, (2,)), torch.tensor([0.0, sde.T - eps])
+
+    def theirs():
+        return torchsde.sdeint(module, x_T, ts, method="euler", dt=(sde.T - eps) / steps)
+
+    def ours():
+        return pc_sample(sde, score, x_T.shape, predictor="euler_maruyama", corrector=None, steps=steps, x_init=x_T)
+
+    t_theirs, t_ours = best(theirs, repeats), best(ours, repeats)
+    return [
+        {
+            "batch": batch,
+            "steps": steps,
+            "torchsde_s": t_theirs,
+            "ours_s": t_ours,
+            "speedup": t_theirs / t_ours,
+            "speedup_target": 8.0,
+        }
+    ]
+
+
+def vs_kdiffusion(shape, steps: int, repeats: int) -> list[dict]:
+    """k-diffusion's Euler and Heun samplers vs ``ode_sample`` euler/heun on the same VE σ grid (speed only)."""
+    kd = load_sampling()
+    if kd is None:
+        return []
+    sde, model = VESDE(SIGMA_MIN, SIGMA_MAX), SigmaModel()
+    t_grid = uniform_grid(sde, steps, 1e-3, dtype=torch.float64)
+    sigmas = torch.cat([sde.std(t_grid).float(), torch.zeros(1)])  # k-diffusion ends with σ = 0
+    sigmas_ours = sigmas[:-1]
+    x_T = torch.randn(shape, generator=torch.Generator().manual_seed(0)) * SIGMA_MAX
+
+    def denoiser(x, sigma):  # D = x + σ² s (Tweedie), k-diffusion's model interface
+        return x + (sigma**2).reshape(-1, *([1] * (x.ndim - 1))) * model(x, sigma)
+
+    score = score_from_sigma_model(model, sde)
+    rows = []
+    for kd_name, method in (("sample_euler", "euler"), ("sample_heun", "heun")):
+        kd_fn = getattr(kd, kd_name)
+        # k-diffusion takes one more (final, to σ = 0) step; time its loop over our steps only.
+        t_theirs = best(lambda f=kd_fn: f(denoiser, x_T.clone(), sigmas_ours, disable=True), repeats)
+        t_ours = best(lambda m=method: ode_sample(sde, score, shape, method=m, grid=t_grid, x_init=x_T), repeats)
+        rows.append(
+            {
+                "shape": "x".join(map(str, shape)),
+                "method": method,
+                "kdiffusion_s": t_theirs,
+                "ours_s": t_ours,
+                "speedup": t_theirs / t_ours,
+                "speedup_target": 1.0,
+            }
+        )
+    return rows

@@ -1,0 +1,32 @@
+"""The solver wing: precomputed schedules, fused in-place steps, noise sources and the one step loop.
+
+- `fused`: coefficient tables per grid, in-place axpy updates, times kept in float32/float64;
+- `noise`: the noise source every stochastic step draws from (generator, Brownian path);
+- `loop`: the fixed-step loop shared by `pc_sample`, fixed-step `ode_sample` and `log_likelihood`;
+- `runge_kutta`: tableaus, ODE terms and the fused fixed-step RK kernel;
+- `dopri5`: the adaptive Dormand–Prince 5(4); `ode`: ODE method dispatch.
+
+Predictors and correctors (`sdesolve.predictors`, `sdesolve.correctors`) build their fused kernels from these.
+"""
+
+from .fused import Kernel, TimeTable
+from .loop import run
+from .noise import BrownianNoise, GeneratorNoise, NoiseSource
+from .ode import ODE_METHODS, integrate
+from .runge_kutta import FIXED, FlowTerm, FuncTerm, RungeKuttaKernel, Tableau
+
+__all__ = [
+    "Kernel",
+    "TimeTable",
+    "run",
+    "NoiseSource",
+    "GeneratorNoise",
+    "BrownianNoise",
+    "ODE_METHODS",
+    "integrate",
+    "FIXED",
+    "Tableau",
+    "FlowTerm",
+    "FuncTerm",
+    "RungeKuttaKernel",
+]

@@ -1,0 +1,80 @@
+r"""ODE method dispatch for `ode_sample` and `log_likelihood`: fixed-step RK on the loop, adaptive solvers.
+
+``dopri5`` is the in-house Dormand–Prince (`dopri5_solve`); ``scipy_rk45`` (score_sde's host path) and
+``torchdiffeq_dopri5`` are kept for comparison (``benchmarks/``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .dopri5 import dopri5_solve
+from .fused import TimeTable
+from .loop import run
+from .runge_kutta import FIXED, RungeKuttaKernel, Term
+
+__all__ = ["ODE_METHODS", "FIXED", "integrate"]
+
+ODE_METHODS = ("dopri5", "euler", "heun", "rk4", "scipy_rk45", "torchdiffeq_dopri5")
+
+
+def _scipy_rk45(term: Term, x: Tensor, t0: float, t1: float, rtol: float, atol: float) -> tuple[Tensor, int]:
+    """score_sde's host path: scipy RK45 on a flat float64 copy; one device→host copy per evaluation."""
+    from scipy.integrate import solve_ivp
+
+    def rhs(t, y):
+        y = torch.from_numpy(y).to(x).reshape(x.shape)
+        return term(t, y).detach().cpu().double().numpy().ravel()
+
+    sol = solve_ivp(rhs, (t0, t1), x.detach().cpu().double().numpy().ravel(), rtol=rtol, atol=atol, method="RK45")
+    if not sol.success:
+        raise RuntimeError(f"scipy RK45 failed: {sol.message}")
+    return torch.from_numpy(np.ascontiguousarray(sol.y[:, -1])).to(x).reshape(x.shape), int(sol.nfev)
+
+
+def _torchdiffeq_dopri5(term: Term, x: Tensor, t0: float, t1: float, rtol: float, atol: float) -> tuple[Tensor, int]:
+    """torchdiffeq's dopri5, integrated in increasing time s = t0 - t (its decreasing-time path underflows)."""
+    from torchdiffeq import odeint
+
+    nfe = 0
+    sign = 1.0 if t1 >= t0 else -1.0
+
+    def counted(s, y):
+        nonlocal nfe
+        nfe += 1
+        return sign * term(t0 + sign * s, y)
+
+    ts = torch.tensor([0.0, abs(t1 - t0)], dtype=x.dtype, device=x.device)
+    # step_t: land on the end time (its default steps past it and interpolates, evaluating outside [eps, T])
+    return odeint(counted, x, ts, rtol=rtol, atol=atol, method="dopri5", options={"step_t": ts})[-1], nfe
+
+
+def integrate(
+    term: Term,
+    x: Tensor,
+    *,
+    method: str,
+    t0: float,
+    t1: float,
+    rtol: float,
+    atol: float,
+    times: TimeTable | None = None,
+    check_finite: bool = True,
+    compile: bool = False,
+) -> tuple[Tensor, int]:
+    """Integrate ``term`` from ``t0`` to ``t1`` (adaptive) or over ``times`` (fixed); return ``(y, NFE)``.
+
+    Fixed-step methods run on the fused loop (``x`` is not modified; its copy is), naming the first
+    non-finite step with ``check_finite``.
+    """
+    if method in FIXED:
+        kernel = RungeKuttaKernel(FIXED[method], term, times, x, compile=compile)
+        y = run(kernel, x.clone(), times, check_finite=check_finite, desc=method)
+        return y, kernel.nfe * (len(times) - 1)
+    if method == "dopri5":
+        y, nfe, _ = dopri5_solve(term, x, t0, t1, rtol=rtol, atol=atol)
+        return y, nfe
+    solver = _scipy_rk45 if method == "scipy_rk45" else _torchdiffeq_dopri5
+    return solver(term, x, t0, t1, rtol, atol)
