@@ -74,6 +74,16 @@ def table(rows: list[dict], columns: list[str]) -> str:
     return "\n".join(lines)
 
 
+def markdown(rows: list[dict], columns: list[str]) -> str:
+    """The same table in Markdown (for docs/benchmarks.md)."""
+
+    def fmt(v):
+        return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    return "\n".join(lines + ["| " + " | ".join(fmt(r[c]) for c in columns) + " |" for r in rows])
+
+
 def main(argv: list[str] | None = None, sizes: dict | None = None) -> dict:
     """Run the benchmarks and print their tables; ``sizes`` overrides the preset (used by the smoke test)."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
@@ -82,6 +92,7 @@ def main(argv: list[str] | None = None, sizes: dict | None = None) -> dict:
     parser.add_argument(
         "--threads", type=int, default=1, help="torch CPU threads (default 1: stable on shared machines)"
     )
+    parser.add_argument("--markdown", action="store_true", help="print Markdown tables (for docs/benchmarks.md)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     sizes = sizes or (QUICK if args.quick else FULL)
@@ -102,7 +113,8 @@ def main(argv: list[str] | None = None, sizes: dict | None = None) -> dict:
             results[name] = runner(sizes[name])
             title, columns = TABLES[name]
             print(f"\n{title}, {sizes[name]}")
-            print(table(results[name], columns) if results[name] else "(not installed)")
+            render = markdown if args.markdown else table
+            print(render(results[name], columns) if results[name] else "(not installed)")
     if args.out is not None:
         args.out.write_text(json.dumps(results, indent=2, default=str))
     return results

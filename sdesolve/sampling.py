@@ -12,7 +12,20 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from ._utils import check_choice, check_int, check_positive
+from ._utils import (
+    check_built_on,
+    check_choice,
+    check_device,
+    check_float_dtype,
+    check_generator,
+    check_int,
+    check_like,
+    check_positive,
+    check_sample,
+    check_shape,
+    check_time_grid,
+    check_tolerance,
+)
 from .correctors import Corrector, get_corrector
 from .grids import make_grid
 from .predictors import Predictor, get_predictor
@@ -29,10 +42,10 @@ _DEFAULT_SNR = 0.16
 
 
 def _checked_score(score_fn: ScoreFn) -> ScoreFn:
-    """Wrap ``score_fn`` with a check of its first output (shape; storage shared with ``x``) — once per entry point.
+    """Wrap ``score_fn`` with a check of its first output (shape, dtype, device; storage shared with ``x``).
 
-    The loop updates ``x`` in place, so a score that returns ``x`` itself (or a view of it) is copied from
-    then on. Later calls pay one flag test.
+    Validated once per entry point, on the first evaluation. The loop updates ``x`` in place, so a score that
+    returns ``x`` itself (or a view of it) is copied from then on; later calls pay one flag test.
     """
     if not callable(score_fn):
         raise TypeError(f"score_fn must be callable as score_fn(x, t), got {score_fn!r}")
@@ -42,9 +55,7 @@ def _checked_score(score_fn: ScoreFn) -> ScoreFn:
         nonlocal checked, aliases
         s = score_fn(x, t)
         if not checked:
-            if not isinstance(s, Tensor) or s.shape != x.shape:
-                shape = tuple(s.shape) if isinstance(s, Tensor) else type(s).__name__
-                raise ValueError(f"score_fn must return a tensor shaped like x {tuple(x.shape)}, got {shape}")
+            check_like("score_fn", s, x)
             checked, aliases = True, s.untyped_storage().data_ptr() == x.untyped_storage().data_ptr()
         return s.clone() if aliases else s
 
@@ -53,10 +64,11 @@ def _checked_score(score_fn: ScoreFn) -> ScoreFn:
 
 def _initial_state(sde: SDE, shape, x_init, generator, device, dtype) -> Tensor:
     """The start state at T, owned by the sampler (``x_init`` is copied, never updated in place)."""
-    shape = tuple(int(s) for s in shape)
-    if len(shape) < 2:
-        raise ValueError(f"shape must be [B, *event] with at least one event dim, got {shape}")
+    shape = check_shape("shape", shape)
+    device, generator = check_device("device", device), check_generator("generator", generator)
+    dtype = None if dtype is None else check_float_dtype("dtype", dtype)
     if x_init is not None:
+        x_init = check_sample("x_init", x_init)
         if tuple(x_init.shape) != shape:
             raise ValueError(f"x_init must have shape {shape}, got {tuple(x_init.shape)}")
         return x_init.detach().to(device=device or x_init.device, dtype=dtype or x_init.dtype, copy=True)
@@ -65,6 +77,8 @@ def _initial_state(sde: SDE, shape, x_init, generator, device, dtype) -> Tensor:
 
 def _resolve_grid(sde: SDE, grid, steps: int | None, eps: float) -> Tensor:
     """The decreasing grid in float64 (named grids are built on the host; a tensor grid is upcast exactly)."""
+    if isinstance(grid, Tensor):
+        check_time_grid("grid", grid, eps, sde.T)  # one host copy, at the entry point
     if grid is not None and not isinstance(grid, str):
         return make_grid(grid, sde, 1, eps, dtype=torch.float64)
     return make_grid(grid, sde, check_int("steps", steps), eps, dtype=torch.float64)
@@ -161,10 +175,11 @@ def pc_sample(
     eps = check_positive("eps", eps)
     if isinstance(corrector, Corrector) and snr is not None:
         raise ValueError("snr= configures a corrector given by name; set it on the corrector instance instead")
-    pred = get_predictor(predictor, sde)
+    pred = check_built_on("predictor", get_predictor(predictor, sde), sde)
     corr = get_corrector(
         corrector, sde, snr=_DEFAULT_SNR if snr is None else snr, n_steps=check_int("corrector_steps", corrector_steps)
     )
+    check_built_on("corrector", corr, sde)
     out_dtype = (x := _initial_state(sde, shape, x_init, generator, device, dtype)).dtype
     x, score_fn = _master(x, _checked_score(score_fn))
     times = TimeTable(_resolve_grid(sde, grid, steps, eps), x)
@@ -230,8 +245,14 @@ def ode_sample(
     """
     check_choice("method", method, ODE_METHODS)
     eps = check_positive("eps", eps)
-    rtol, atol = check_positive("rtol", rtol), check_positive("atol", atol)
     out_dtype = (x := _initial_state(sde, shape, x_init, generator, device, dtype)).dtype
+    if method in FIXED:
+        rtol, atol = check_positive("rtol", rtol), check_positive("atol", atol)
+    else:  # a tolerance under the state's resolution can never be met: dopri5 would creep to max_steps
+        rtol, atol = (
+            check_tolerance("rtol", rtol, time_dtype(out_dtype)),
+            check_tolerance("atol", atol, time_dtype(out_dtype)),
+        )
     x, score_fn = _master(x, _checked_score(score_fn))
     term = FlowTerm(_linear(sde), score_fn)
     t_grid = _fixed_grid(sde, method, steps, grid, eps)

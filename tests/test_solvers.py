@@ -121,7 +121,7 @@ def test_half_precision_runs_take_every_grid_time_and_keep_the_law(dtype, predic
     def score(x, t):
         assert x.dtype == dtype
         seen.add(float(t[0]))  # host copy in the test's score only
-        return data.score_fn(sde)(x.float(), t)
+        return data.score_fn(sde)(x.float(), t).to(dtype)
 
     x_T = data.marginal(sde, sde.T).sample(4096, torch.Generator().manual_seed(0))
 
@@ -282,10 +282,10 @@ def test_first_non_finite_step_is_named_exactly_past_the_first_check():
     grid = uniform_grid(sde, 40, 1e-3, dtype=torch.float64)
     first = int(np.argmax(grid.numpy() < 0.3))
     with pytest.raises(FloatingPointError, match=rf"step {first} \(t={grid[first].item():.6g} -> "):
-        pc_sample(sde, bad, (4, 3), steps=40, generator=torch.Generator().manual_seed(0))
+        pc_sample(sde, bad, (4, 3), steps=40, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     # Heun's second stage evaluates at t_{i+1}: its first NaN is in step first - 1.
     with pytest.raises(FloatingPointError, match=rf"step {first - 1} \("):
-        ode_sample(sde, bad, (4, 3), method="heun", steps=40)
+        ode_sample(sde, bad, (4, 3), method="heun", steps=40, dtype=torch.float64)
 
 
 def test_compiled_step_equals_eager():

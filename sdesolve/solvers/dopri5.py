@@ -107,4 +107,7 @@ def dopri5_solve(
         else:
             h = abs(hs) * max(0.2, 0.9 * err_norm ** (-1 / 5))
             rejected = True
-    raise RuntimeError(f"dopri5 did not reach t1={t1!r} within max_steps={max_steps} (stopped at t={t!r})")
+    raise RuntimeError(
+        f"dopri5 did not reach t1={t1!r} within max_steps={max_steps}: stopped at t={t!r} with step size {h:.3g}; "
+        "loosen rtol/atol or check the score for stiffness"
+    )

@@ -25,8 +25,10 @@ def _scipy_rk45(term: Term, x: Tensor, t0: float, t1: float, rtol: float, atol: 
     from scipy.integrate import solve_ivp
 
     def rhs(t, y):
-        y = torch.from_numpy(y).to(x).reshape(x.shape)
-        return term(t, y).detach().cpu().double().numpy().ravel()
+        f = term(t, torch.from_numpy(y).to(x).reshape(x.shape)).detach().cpu().double().numpy().ravel()
+        if not np.isfinite(f).all():  # on the host already; scipy itself would shrink the step forever
+            raise FloatingPointError(f"non-finite probability-flow drift at t={t!r} (scipy_rk45)")
+        return f
 
     sol = solve_ivp(rhs, (t0, t1), x.detach().cpu().double().numpy().ravel(), rtol=rtol, atol=atol, method="RK45")
     if not sol.success:
@@ -47,8 +49,11 @@ def _torchdiffeq_dopri5(term: Term, x: Tensor, t0: float, t1: float, rtol: float
         return sign * term(t0 + sign * s, y)
 
     ts = torch.tensor([0.0, abs(t1 - t0)], dtype=x.dtype, device=x.device)
-    # step_t: land on the end time (its default steps past it and interpolates, evaluating outside [eps, T])
-    return odeint(counted, x, ts, rtol=rtol, atol=atol, method="dopri5", options={"step_t": ts})[-1], nfe
+    try:  # step_t: land on the end time (its default steps past it and interpolates, evaluating outside [eps, T])
+        y = odeint(counted, x, ts, rtol=rtol, atol=atol, method="dopri5", options={"step_t": ts})[-1]
+    except AssertionError as err:  # torchdiffeq's bare "underflow in dt": a non-finite error estimate
+        raise FloatingPointError(f"non-finite state in torchdiffeq_dopri5 ({err})") from None
+    return y, nfe
 
 
 def integrate(
