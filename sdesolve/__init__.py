@@ -1,7 +1,17 @@
 """sdesolve: numerically verified score-based diffusion SDEs in PyTorch."""
 
 from .adapters import score_from_eps, score_from_sigma_model, score_from_x0
-from .analytic import Gaussian, GaussianMixture
+from .analytic import Gaussian, GaussianMixture, MultivariateGaussian, MultivariateGaussianMixture
+from .conditional import (
+    LinearObservation,
+    Replacement,
+    colorization_matrix,
+    dps_score,
+    gaussian_sampler_law,
+    inpainting_matrix,
+    pigdm_score,
+    replacement_sample,
+)
 from .correctors import (
     CORRECTORS,
     AcceptanceLog,
@@ -44,6 +54,16 @@ __all__ = [
     "get_sde",
     "Gaussian",
     "GaussianMixture",
+    "MultivariateGaussian",
+    "MultivariateGaussianMixture",
+    "LinearObservation",
+    "inpainting_matrix",
+    "colorization_matrix",
+    "Replacement",
+    "replacement_sample",
+    "dps_score",
+    "pigdm_score",
+    "gaussian_sampler_law",
     "uniform_grid",
     "log_sigma_grid",
     "karras_grid",

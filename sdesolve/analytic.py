@@ -14,10 +14,10 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from ._utils import TimeLike, append_dims, batch_time, check_int, check_points
+from ._utils import TimeLike, append_dims, batch_time, check_int, check_points, check_positive
 from .sde import LinearSDE
 
-__all__ = ["Gaussian", "GaussianMixture"]
+__all__ = ["Gaussian", "GaussianMixture", "MultivariateGaussian", "MultivariateGaussianMixture"]
 
 _LOG_2PI = math.log(2 * math.pi)
 
@@ -168,6 +168,22 @@ class Gaussian:
         pt, ps = self._marginal(sde, t, "t"), self._marginal(sde, s, "s")
         return ps.mean + ps.std / pt.std * (x - pt.mean)
 
+    def condition(self, A, y, noise_std: float) -> MultivariateGaussian:
+        r"""Exact posterior $p(x \mid y)$ for $y = Ax + n$, $n \sim \mathcal N(0, s^2 I)$: a full-covariance Gaussian.
+
+        $\mu' = \mu + \Sigma A^\top S^{-1}(y - A\mu)$, $\Sigma' = \Sigma - \Sigma A^\top S^{-1}A\Sigma$ with
+        $\Sigma = \operatorname{diag}(s_i^2)$ and $S = A\Sigma A^\top + s^2 I$ (Bishop 2006, eq. 2.116–2.117).
+
+        Args:
+            A: ``[m, d]`` observation matrix over the flattened event (inpainting: a row selection).
+            y: ``[m]`` observation.
+            noise_std: observation noise $s \ge 0$ (0: noiseless).
+
+        Returns:
+            The posterior, a `MultivariateGaussian` of the same event shape.
+        """
+        return MultivariateGaussian(self.mean, torch.diag(self.var.reshape(-1))).condition(A, y, noise_std)
+
     def __repr__(self) -> str:
         return f"Gaussian(mean={self.mean.tolist()}, std={self.std.tolist()})"
 
@@ -291,5 +307,361 @@ class GaussianMixture:
 
         return log_prob
 
+    def condition(self, A, y, noise_std: float) -> MultivariateGaussianMixture:
+        r"""Exact posterior for $y = Ax + n$, $n \sim \mathcal N(0, s^2 I)$: a full-covariance mixture.
+
+        Each component is conditioned as in `Gaussian.condition`; the weights become
+        $w_k' \propto w_k\,\mathcal N(y; A\mu_k, A\Sigma_kA^\top + s^2 I)$ (Bayes' rule per component).
+
+        Args:
+            A: ``[m, d]`` observation matrix over the flattened event.
+            y: ``[m]`` observation.
+            noise_std: observation noise $s \ge 0$.
+
+        Returns:
+            A `MultivariateGaussianMixture` of the same event shape.
+        """
+        K = self.means.shape[0]
+        covs = torch.diag_embed(self.component_vars.expand_as(self.means).reshape(K, -1))
+        return MultivariateGaussianMixture(self.weights, self.means, covs).condition(A, y, noise_std)
+
     def __repr__(self) -> str:
         return f"GaussianMixture(K={self.weights.shape[0]}, event_shape={tuple(self.event_shape)})"
+
+
+def _flat_event(x: Tensor, event_shape: torch.Size, name: str = "x") -> Tensor:
+    """``[B, *event] -> [B, d]``, checking the event shape."""
+    if tuple(x.shape[1:]) != tuple(event_shape):
+        raise ValueError(f"{name} must have shape [B, *{tuple(event_shape)}], got {tuple(x.shape)}")
+    return x.reshape(x.shape[0], -1)
+
+
+def _eigh_psd(cov: Tensor, name: str) -> tuple[Tensor, Tensor]:
+    r"""Eigendecomposition $\Sigma = U\operatorname{diag}(\lambda)U^\top$ of symmetric PSD ``[..., d, d]`` matrices.
+
+    Eigenvalues within round-off of 0 ($|\lambda| \le 8d\,\epsilon_{\rm mach}\lambda_{\max}$, as a noiseless
+    observation's posterior leaves them) are set to 0; a clearly negative one is a ``ValueError``.
+    """
+    if cov.ndim < 2 or cov.shape[-1] != cov.shape[-2]:
+        raise ValueError(f"{name} must be square [..., d, d], got {tuple(cov.shape)}")
+    if not bool(torch.isfinite(cov).all()):
+        raise ValueError(f"{name} must be finite")
+    scale = cov.abs().amax(dim=(-2, -1), keepdim=True)
+    if not bool(((cov - cov.mT).abs() <= 1e-6 * scale).all()):
+        raise ValueError(f"{name} must be symmetric")
+    lam, U = torch.linalg.eigh(0.5 * (cov + cov.mT))
+    tol = 8 * cov.shape[-1] * torch.finfo(cov.dtype).eps * lam.amax(dim=-1, keepdim=True).clamp_min(0)
+    if bool((lam < -tol).any()):
+        raise ValueError(f"{name} must be positive semi-definite, got eigenvalues {lam.tolist()!r}")
+    return torch.where(lam.abs() <= tol, torch.zeros_like(lam), lam), U
+
+
+def _eig_terms(x: Tensor, means: Tensor, U: Tensor, lam: Tensor) -> tuple[Tensor, Tensor]:
+    r"""Per-component $\log\mathcal N(x; m_k, U_k\Lambda_kU_k^\top)$ ``[B, K]`` and scores ``[B, K, d]``.
+
+    In the eigenbasis the coordinates are independent: with $c = U_k^\top(x - m_k)$,
+    $\log\mathcal N = -\tfrac12\sum_i (c_i^2/\lambda_i + \log 2\pi\lambda_i)$ and the score is $-U_k(c/\lambda)$.
+
+    Args:
+        x: ``[B, d]``.
+        means: ``[B or 1, K, d]``.
+        U: ``[K, d, d]`` eigenvectors (columns).
+        lam: ``[B or 1, K, d]`` eigenvalues, > 0.
+    """
+    c = torch.einsum("kde,bkd->bke", U, x.unsqueeze(1) - means)
+    logp = -0.5 * (c**2 / lam + torch.log(lam) + _LOG_2PI).sum(-1)
+    return logp, -torch.einsum("kde,bke->bkd", U, c / lam)
+
+
+def _condition_components(means: Tensor, covs: Tensor, A, y, noise_std: float) -> tuple[Tensor, Tensor, Tensor]:
+    r"""Condition Gaussians $\mathcal N(\mu_k, \Sigma_k)$ on $y = Ax + n$, $n \sim \mathcal N(0, s^2 I)$.
+
+    With $S_k = A\Sigma_kA^\top + s^2I$ (Bishop 2006, eq. 2.81–2.82 via the joint Gaussian of $(x, y)$):
+    $\mu_k' = \mu_k + \Sigma_kA^\top S_k^{-1}(y - A\mu_k)$, $\Sigma_k' = \Sigma_k - \Sigma_kA^\top S_k^{-1}A\Sigma_k$,
+    and the evidence $\log\mathcal N(y; A\mu_k, S_k)$.
+
+    Args:
+        means: ``[K, d]``; covs: ``[K, d, d]``.
+        A: ``[m, d]`` observation matrix (over the flattened event).
+        y: ``[m]`` observation.
+        noise_std: $s \ge 0$ (0: noiseless; then every $A\Sigma_kA^\top$ must be invertible).
+
+    Returns:
+        ``(means' [K, d], covs' [K, d, d], log_evidence [K])``.
+    """
+    d = means.shape[-1]
+    A = _as_float_tensor("A", A, dtype=means.dtype, device=means.device)
+    y = _as_float_tensor("y", y, dtype=means.dtype, device=means.device)
+    if A.ndim != 2 or A.shape[1] != d:
+        raise ValueError(f"A must have shape [m, d] with d={d} (the flattened event), got {tuple(A.shape)}")
+    if y.shape != (A.shape[0],):
+        raise ValueError(f"y must have shape [m]=[{A.shape[0]}], got {tuple(y.shape)}")
+    noise_std = check_positive("noise_std", noise_std, strict=False)
+    A_cov = A @ covs  # [K, m, d]
+    S = A_cov @ A.T + noise_std**2 * torch.eye(A.shape[0], dtype=A.dtype, device=A.device)
+    L, info = torch.linalg.cholesky_ex(S)
+    if bool((info != 0).any()):
+        raise ValueError(
+            f"A Σ Aᵀ + noise_std² I is singular (noise_std={noise_std}): with noiseless observations A must "
+            "have full row rank on the data's support"
+        )
+    resid = y - means @ A.T  # [K, m]
+    gain_t = torch.cholesky_solve(A_cov, L)  # S⁻¹ A Σ, [K, m, d]
+    post_means = means + (gain_t.mT @ resid.unsqueeze(-1)).squeeze(-1)
+    post_covs = covs - A_cov.mT @ gain_t
+    white = torch.linalg.solve_triangular(L, resid.unsqueeze(-1), upper=False).squeeze(-1)
+    log_ev = -0.5 * ((white**2).sum(-1) + A.shape[0] * _LOG_2PI) - torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(
+        -1
+    )
+    return post_means, 0.5 * (post_covs + post_covs.mT), log_ev
+
+
+class MultivariateGaussian:
+    r"""Full-covariance Gaussian data $\mathcal N(\mu, \Sigma)$; $\Sigma$ acts on the flattened event.
+
+    Under a linear SDE, $x_t \sim \mathcal N(\alpha\mu, \alpha^2\Sigma + \sigma^2 I)$. Everything is computed in
+    the eigenbasis $\Sigma = U\Lambda U^\top$, where $x_t$'s coordinates are independent with variances
+    $\alpha^2\lambda_i + \sigma^2$, so batched times cost one ``[d, d]`` product per sample.
+    $\Sigma$ may be singular (a noiseless observation's posterior): `marginal`, `score_fn` and
+    `log_prob_fn` are then fine for $\sigma(t) > 0$, while `log_prob` and `score` at $t = 0$ raise.
+
+    Args:
+        mean: $\mu$, a tensor of the event shape (a 1-D tensor for vector data).
+        cov: $\Sigma$, ``[d, d]`` symmetric positive semi-definite, ``d = mean.numel()``.
+    """
+
+    def __init__(self, mean, cov) -> None:
+        mean = _as_float_tensor("mean", mean)
+        if mean.ndim == 0:
+            mean = mean.reshape(1)
+        cov = _as_float_tensor("cov", cov, dtype=mean.dtype, device=mean.device)
+        d = mean.numel()
+        if cov.shape != (d, d):
+            raise ValueError(f"cov must have shape [d, d]=[{d}, {d}] (d = mean.numel()), got {tuple(cov.shape)}")
+        if not bool(torch.isfinite(mean).all()):
+            raise ValueError("mean must be finite")
+        self.mean = mean
+        self.cov = cov
+        self._lam, self._U = _eigh_psd(cov, "cov")
+
+    @property
+    def event_shape(self) -> torch.Size:
+        return self.mean.shape
+
+    @property
+    def std(self) -> Tensor:
+        r"""Per-coordinate standard deviation $\sqrt{\Sigma_{ii}}$, of the event shape."""
+        return torch.diagonal(self.cov).sqrt().reshape(self.event_shape)
+
+    def to(self, device=None, dtype=None) -> MultivariateGaussian:
+        """Copy onto ``device`` / ``dtype``."""
+        return MultivariateGaussian(self.mean.to(device=device, dtype=dtype), self.cov.to(device=device, dtype=dtype))
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        r"""Draw ``[n, *event]`` samples $\mu + U\Lambda^{1/2}z$."""
+        n = check_int("n", n)
+        z = torch.randn((n, self.mean.numel()), generator=generator, device=self.mean.device, dtype=self.mean.dtype)
+        return self.mean + ((z * self._lam.sqrt()) @ self._U.T).reshape(n, *self.event_shape)
+
+    def _terms(self, x: Tensor, alpha: Tensor, sigma2: Tensor) -> tuple[Tensor, Tensor]:
+        """(log-density ``[B]``, score ``[B, *event]``) of N(αμ, α²Σ + σ²I) with α, σ² ``[B]`` or 0-d."""
+        xf = _flat_event(x, self.event_shape)
+        alpha, sigma2 = alpha.reshape(-1, 1, 1), sigma2.reshape(-1, 1, 1)
+        logp, score = _eig_terms(xf, alpha * self.mean.reshape(1, 1, -1), self._U[None], alpha**2 * self._lam + sigma2)
+        return logp[:, 0], score[:, 0].reshape(x.shape)
+
+    def _at_data(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        if not bool((self._lam > 0).all()):
+            raise ValueError("cov is singular: log_prob/score exist only for the smoothed law, use marginal(sde, t)")
+        one = torch.ones((), dtype=x.dtype, device=x.device)
+        return self._terms(x, one, 0 * one)
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        """Log-density at ``x`` (``[B, *event]``): ``[B]``."""
+        return self._at_data(x)[0]
+
+    def score(self, x: Tensor) -> Tensor:
+        r"""$\nabla_x\log p(x) = -\Sigma^{-1}(x - \mu)$, shaped like ``x``."""
+        return self._at_data(x)[1]
+
+    def marginal(self, sde: LinearSDE, t: TimeLike) -> MultivariateGaussian:
+        r"""Exact law of $x_t$: $\mathcal N(\alpha\mu, \alpha^2\Sigma + \sigma^2 I)$."""
+        t = _scalar_time(sde, t, self.mean)
+        alpha, sigma2 = _marginal_coeffs(sde, t)
+        eye = torch.eye(self.mean.numel(), dtype=self.mean.dtype, device=self.mean.device)
+        return MultivariateGaussian(alpha * self.mean, alpha**2 * self.cov + sigma2 * eye)
+
+    def score_fn(self, sde: LinearSDE) -> Callable[[Tensor, Tensor], Tensor]:
+        r"""Exact score $-(\alpha^2\Sigma + \sigma^2 I)^{-1}(x - \alpha\mu)$ for a batch of times ``t``."""
+
+        def score(x: Tensor, t: TimeLike) -> Tensor:
+            return self._terms(x, *_marginal_coeffs(sde, batch_time(t, x)))[1]
+
+        return score
+
+    def log_prob_fn(self, sde: LinearSDE) -> Callable[[Tensor, Tensor], Tensor]:
+        r"""Exact $\log p_t(x)$, ``[B]``, for a batch of times ``t``."""
+
+        def log_prob(x: Tensor, t: TimeLike) -> Tensor:
+            return self._terms(x, *_marginal_coeffs(sde, batch_time(t, x)))[0]
+
+        return log_prob
+
+    def flow(self, sde: LinearSDE, x: Tensor, t: TimeLike, s: TimeLike) -> Tensor:
+        r"""Exact probability-flow map from time ``t`` to ``s``.
+
+        Each eigen-coordinate is a 1-D Gaussian flow (`Gaussian.flow`): with $v = \alpha^2\lambda + \sigma^2$,
+        $x_s = \alpha_s\mu + U\operatorname{diag}(\sqrt{v_s/v_t})\,U^\top(x_t - \alpha_t\mu)$.
+        """
+        t, s = _scalar_time(sde, t, self.mean), _scalar_time(sde, s, self.mean, name="s")
+        (a_t, s2_t), (a_s, s2_s) = _marginal_coeffs(sde, t), _marginal_coeffs(sde, s)
+        ratio = ((a_s**2 * self._lam + s2_s) / (a_t**2 * self._lam + s2_t)).sqrt()
+        c = (_flat_event(x, self.event_shape) - a_t * self.mean.reshape(-1)) @ self._U
+        return (a_s * self.mean.reshape(-1) + (c * ratio) @ self._U.T).reshape(x.shape)
+
+    def condition(self, A, y, noise_std: float) -> MultivariateGaussian:
+        r"""Exact posterior $p(x \mid y)$ for $y = Ax + n$, $n \sim \mathcal N(0, s^2 I)$ (Bishop 2006, eq. 2.116).
+
+        Args:
+            A: ``[m, d]`` observation matrix over the flattened event (inpainting: a row selection).
+            y: ``[m]`` observation.
+            noise_std: $s \ge 0$.
+
+        Returns:
+            The posterior, a `MultivariateGaussian` of the same event shape.
+        """
+        m, c, _ = _condition_components(self.mean.reshape(1, -1), self.cov[None], A, y, noise_std)
+        return MultivariateGaussian(m[0].reshape(self.event_shape), c[0])
+
+    def __repr__(self) -> str:
+        return f"MultivariateGaussian(event_shape={tuple(self.event_shape)})"
+
+
+class MultivariateGaussianMixture:
+    r"""Mixture $\sum_k w_k\,\mathcal N(\mu_k, \Sigma_k)$ of full-covariance components.
+
+    Its own class rather than a mode of `GaussianMixture`: that one keeps diagonal variances broadcast over
+    the event (``component_vars``), which metrics and tests read, while full covariances act on the flattened
+    event. Conditioning either on a linear observation gives this class. Under a linear SDE each component
+    moves as in `MultivariateGaussian` and the weights stay.
+
+    Args:
+        weights: ``[K]`` non-negative weights (normalised here).
+        means: ``[K, *event]`` component means.
+        covs: ``[K, d, d]`` symmetric positive semi-definite covariances, ``d`` the event size.
+    """
+
+    def __init__(self, weights, means, covs) -> None:
+        means = _as_float_tensor("means", means)
+        weights = _as_float_tensor("weights", weights, dtype=means.dtype, device=means.device)
+        covs = _as_float_tensor("covs", covs, dtype=means.dtype, device=means.device)
+        if means.ndim < 2:
+            raise ValueError(f"means must have shape [K, *event], got {tuple(means.shape)}")
+        K, d = means.shape[0], means[0].numel()
+        if weights.shape != (K,):
+            raise ValueError(f"weights must have shape [K]=[{K}], got {tuple(weights.shape)}")
+        if not bool(torch.isfinite(weights).all()) or bool((weights < 0).any()) or float(weights.sum()) <= 0:
+            raise ValueError(f"weights must be finite, >= 0 and not all 0, got {weights.tolist()!r}")
+        if covs.shape != (K, d, d):
+            raise ValueError(f"covs must have shape [K, d, d]=[{K}, {d}, {d}], got {tuple(covs.shape)}")
+        self.weights = weights / weights.sum()
+        self.means = means
+        self.covs = covs
+        self._lam, self._U = _eigh_psd(covs, "covs")
+
+    @property
+    def event_shape(self) -> torch.Size:
+        return self.means.shape[1:]
+
+    @property
+    def mean(self) -> Tensor:
+        r"""Mixture mean $\sum_k w_k\mu_k$."""
+        return torch.einsum("k,k...->...", self.weights, self.means)
+
+    @property
+    def cov(self) -> Tensor:
+        r"""Mixture covariance $\sum_k w_k(\Sigma_k + \mu_k\mu_k^\top) - \mu\mu^\top$, ``[d, d]``."""
+        m = self.means.reshape(self.means.shape[0], -1)
+        mu = self.weights @ m
+        second = torch.einsum("k,kij->ij", self.weights, self.covs) + torch.einsum("k,ki,kj->ij", self.weights, m, m)
+        return second - torch.outer(mu, mu)
+
+    def to(self, device=None, dtype=None) -> MultivariateGaussianMixture:
+        """Copy onto ``device`` / ``dtype``."""
+        return MultivariateGaussianMixture(
+            *(a.to(device=device, dtype=dtype) for a in (self.weights, self.means, self.covs))
+        )
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """Draw ``[n, *event]`` samples (component by `torch.multinomial`, then a Gaussian draw)."""
+        n = check_int("n", n)
+        k = torch.multinomial(self.weights, n, replacement=True, generator=generator)
+        d = self.covs.shape[-1]
+        z = torch.randn((n, d), generator=generator, device=self.means.device, dtype=self.means.dtype)
+        x = torch.einsum("nde,ne->nd", self._U[k], z * self._lam[k].sqrt())
+        return self.means[k] + x.reshape(n, *self.event_shape)
+
+    def _terms(self, x: Tensor, alpha: Tensor, sigma2: Tensor) -> tuple[Tensor, Tensor]:
+        """(log-density ``[B]``, score shaped like ``x``) of the mixture moved to (α, σ²), each ``[B]`` or 0-d."""
+        xf = _flat_event(x, self.event_shape)
+        alpha, sigma2 = alpha.reshape(-1, 1, 1), sigma2.reshape(-1, 1, 1)
+        means = alpha * self.means.reshape(1, self.means.shape[0], -1)
+        logp, scores = _eig_terms(xf, means, self._U, alpha**2 * self._lam + sigma2)
+        logp = logp + torch.log(self.weights)
+        gamma = torch.softmax(logp, dim=1)  # [B, K] responsibilities
+        return torch.logsumexp(logp, dim=1), torch.einsum("bk,bkd->bd", gamma, scores).reshape(x.shape)
+
+    def _at_data(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        if not bool((self._lam > 0).all()):
+            raise ValueError("covs are singular: log_prob/score exist only for the smoothed law, use marginal(sde, t)")
+        one = torch.ones((), dtype=x.dtype, device=x.device)
+        return self._terms(x, one, 0 * one)
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        """Log-density (log-sum-exp over components), ``[B]``."""
+        return self._at_data(x)[0]
+
+    def score(self, x: Tensor) -> Tensor:
+        r"""$\nabla\log p(x) = \sum_k \gamma_k(x)\,\Sigma_k^{-1}(\mu_k - x)$ with softmax responsibilities."""
+        return self._at_data(x)[1]
+
+    def marginal(self, sde: LinearSDE, t: TimeLike) -> MultivariateGaussianMixture:
+        r"""Exact law of $x_t$: weights kept, $\mu_k \to \alpha\mu_k$, $\Sigma_k \to \alpha^2\Sigma_k + \sigma^2 I$."""
+        t = _scalar_time(sde, t, self.means)
+        alpha, sigma2 = _marginal_coeffs(sde, t)
+        eye = torch.eye(self.covs.shape[-1], dtype=self.covs.dtype, device=self.covs.device)
+        return MultivariateGaussianMixture(self.weights, alpha * self.means, alpha**2 * self.covs + sigma2 * eye)
+
+    def score_fn(self, sde: LinearSDE) -> Callable[[Tensor, Tensor], Tensor]:
+        r"""Exact score of $p_t$ for a batch of times ``t``."""
+
+        def score(x: Tensor, t: TimeLike) -> Tensor:
+            return self._terms(x, *_marginal_coeffs(sde, batch_time(t, x)))[1]
+
+        return score
+
+    def log_prob_fn(self, sde: LinearSDE) -> Callable[[Tensor, Tensor], Tensor]:
+        r"""Exact $\log p_t(x)$, ``[B]``, for a batch of times ``t``."""
+
+        def log_prob(x: Tensor, t: TimeLike) -> Tensor:
+            return self._terms(x, *_marginal_coeffs(sde, batch_time(t, x)))[0]
+
+        return log_prob
+
+    def condition(self, A, y, noise_std: float) -> MultivariateGaussianMixture:
+        r"""Exact posterior for $y = Ax + n$: each component conditioned (`MultivariateGaussian.condition`),
+        weights $w_k' \propto w_k\,\mathcal N(y; A\mu_k, A\Sigma_kA^\top + s^2 I)$.
+
+        Args:
+            A: ``[m, d]`` observation matrix over the flattened event.
+            y: ``[m]`` observation.
+            noise_std: $s \ge 0$.
+        """
+        K = self.means.shape[0]
+        m, c, log_ev = _condition_components(self.means.reshape(K, -1), self.covs, A, y, noise_std)
+        return MultivariateGaussianMixture(
+            torch.softmax(torch.log(self.weights) + log_ev, 0), m.reshape(self.means.shape), c
+        )
+
+    def __repr__(self) -> str:
+        return f"MultivariateGaussianMixture(K={self.weights.shape[0]}, event_shape={tuple(self.event_shape)})"

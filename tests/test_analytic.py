@@ -170,3 +170,183 @@ def test_diagonal_mixture_and_image_event_shapes():
 def test_bad_oracle_parameters_raise(factory, name):
     with pytest.raises(ValueError, match=name):
         factory()
+
+
+# --- full-covariance oracles and exact conditioning -------------------------------------------------------------
+
+from sdesolve import MultivariateGaussian, MultivariateGaussianMixture  # noqa: E402
+
+
+def random_cov(d, seed, dtype=torch.float64):
+    gen = torch.Generator().manual_seed(seed)
+    B = torch.randn(d, d, generator=gen, dtype=dtype)
+    return B @ B.T / d + 0.2 * torch.eye(d, dtype=dtype)
+
+
+def correlated_gaussian(event_shape=(2, 2), seed=0):
+    d = math.prod(event_shape)
+    mean = torch.linspace(-0.5, 0.7, d, dtype=torch.float64).reshape(event_shape)
+    return MultivariateGaussian(mean, random_cov(d, seed))
+
+
+def full_cov_mixture():
+    means = torch.tensor([[0.0, 1.0, -0.5], [1.5, -1.0, 0.5], [-1.0, 0.0, 1.0]], dtype=torch.float64)
+    covs = torch.stack([random_cov(3, s) for s in range(3)])
+    return MultivariateGaussianMixture(torch.tensor([0.2, 0.5, 0.3], dtype=torch.float64), means, covs)
+
+
+def test_multivariate_gaussian_matches_torch_distributions():
+    g = correlated_gaussian()
+    x = g.sample(7, generator=torch.Generator().manual_seed(1))
+    assert x.shape == (7, 2, 2)
+    ref = torch.distributions.MultivariateNormal(g.mean.reshape(-1), g.cov)
+    torch.testing.assert_close(g.log_prob(x), ref.log_prob(x.reshape(7, -1)))
+    torch.testing.assert_close(g.score(x), autograd_score(g.log_prob, x))
+    mix = full_cov_mixture()
+    xm = mix.sample(7, generator=torch.Generator().manual_seed(2))
+    comp = torch.distributions.MultivariateNormal(mix.means, mix.covs)
+    ref = torch.distributions.MixtureSameFamily(torch.distributions.Categorical(mix.weights), comp)
+    torch.testing.assert_close(mix.log_prob(xm), ref.log_prob(xm))
+    torch.testing.assert_close(mix.score(xm), autograd_score(mix.log_prob, xm))
+
+
+def test_multivariate_sampling_moments_by_monte_carlo():
+    # Mean within 4 SE (sqrt(Σ_ii/n)); covariance entries within 4 SE, SE² = (Σ_ii Σ_jj + Σ_ij²)/n for Gaussians.
+    n = 100_000
+    g = correlated_gaussian((3,), seed=3)
+    x = g.sample(n, generator=torch.Generator().manual_seed(4))
+    S = g.cov
+    assert torch.all((x.mean(0) - g.mean).abs() < 4 * (torch.diagonal(S) / n).sqrt())
+    se = ((torch.outer(torch.diagonal(S), torch.diagonal(S)) + S**2) / n).sqrt()
+    assert torch.all((torch.cov(x.T) - S).abs() < 4 * se)
+    # mixture: sample mean within 4 SE, SE² = diag(mixture covariance)/n
+    mix = full_cov_mixture()
+    xm = mix.sample(n, generator=torch.Generator().manual_seed(5))
+    assert torch.all((xm.mean(0) - mix.mean).abs() < 4 * (torch.diagonal(mix.cov) / n).sqrt())
+    # covariance entries: SE² = Var((x_i - μ_i)(x_j - μ_j))/n, estimated from the samples (not Gaussian)
+    c = xm - mix.mean
+    prods = c[:, :, None] * c[:, None, :]
+    assert torch.all((prods.mean(0) - mix.cov).abs() < 4 * prods.std(0) / math.sqrt(n))
+
+
+@pytest.mark.parametrize("sde", SDES, ids=IDS)
+@given(t=st.floats(1e-3, 1.0))
+def test_multivariate_score_fns_are_grads_of_log_prob_fns(sde, t):
+    x = torch.randn(4, 3, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    tt = torch.full((4,), t, dtype=torch.float64)
+    for data in (correlated_gaussian((3,)), full_cov_mixture()):
+        score, logp = data.score_fn(sde), data.log_prob_fn(sde)
+        torch.testing.assert_close(score(x, tt), autograd_score(lambda y, lp=logp: lp(y, tt), x))
+        marg = data.marginal(sde, t)
+        torch.testing.assert_close(logp(x, tt), marg.log_prob(x))
+        torch.testing.assert_close(score(x, tt), marg.score(x))
+
+
+@pytest.mark.parametrize("sde", SDES, ids=IDS)
+def test_multivariate_marginal_matches_diagonal_gaussian_and_per_sample_times(sde):
+    # With a diagonal covariance the full-covariance oracle is the existing diagonal one.
+    diag = Gaussian([0.3, -0.2, 1.0], [0.5, 0.1, 2.0]).to(dtype=torch.float64)
+    full = MultivariateGaussian(diag.mean, torch.diag(diag.var))
+    x = torch.randn(3, 3, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    t = torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64)
+    torch.testing.assert_close(full.score_fn(sde)(x, t), diag.score_fn(sde)(x, t))
+    torch.testing.assert_close(full.log_prob_fn(sde)(x, t), diag.log_prob_fn(sde)(x, t))
+    torch.testing.assert_close(full.flow(sde, x, 0.7, 0.2), diag.flow(sde, x, 0.7, 0.2))
+
+
+@pytest.mark.parametrize("sde", SDES, ids=IDS)
+@given(t=st.floats(1e-3, 1.0), s=st.floats(1e-3, 1.0))
+def test_multivariate_flow_maps_marginals_and_solves_the_ode(sde, t, s):
+    g = correlated_gaussian((3,), seed=1)
+    pt, ps = g.marginal(sde, t), g.marginal(sde, s)
+    # affine push-forward: the flow's linear part M maps Σ_t to Σ_s (M Σ_t Mᵀ = Σ_s) and the mean to the mean
+    eye = torch.eye(3, dtype=torch.float64)
+    base = g.flow(sde, pt.mean[None], t, s)[0]
+    torch.testing.assert_close(base, ps.mean)
+    M = (g.flow(sde, pt.mean + eye, t, s) - base).T
+    torch.testing.assert_close(M @ pt.cov @ M.T, ps.cov)
+    # d/ds flow equals the probability-flow drift (central differences, h = 1e-6: error O(h²) + rounding 1e-10/h)
+    h = 1e-6
+    s_c = min(max(s, 2 * h), 1.0 - 2 * h)
+    x = pt.mean + torch.tensor([[0.5, -1.0, 2.0]], dtype=torch.float64)
+    deriv = (g.flow(sde, x, t, s_c + h) - g.flow(sde, x, t, s_c - h)) / (2 * h)
+    drift = sde.reverse(g.score_fn(sde), probability_flow=True).drift(g.flow(sde, x, t, s_c), s_c)
+    torch.testing.assert_close(deriv, drift, rtol=1e-5, atol=1e-5 * float(drift.abs().max() + 1))
+
+
+def information_form(mean, cov, A, y, s):
+    """Textbook posterior by precisions (Bishop 2006, eq. 2.116-2.117): a different route from the gain form."""
+    prec = torch.linalg.inv(cov) + A.T @ A / s**2
+    post_cov = torch.linalg.inv(prec)
+    return post_cov @ (torch.linalg.solve(cov, mean) + A.T @ y / s**2), post_cov
+
+
+@pytest.mark.parametrize("noise_std", [0.05, 0.5, 3.0])
+def test_condition_matches_information_form(noise_std):
+    A = torch.tensor([[1.0, 0.5, 0.0, -1.0], [0.0, 1.0, 2.0, 0.3]], dtype=torch.float64)
+    y = torch.tensor([0.7, -1.2], dtype=torch.float64)
+    for prior in (correlated_gaussian(), Gaussian([0.3, -0.2, 1.0, 0.0], [0.5, 0.1, 2.0, 1.0]).to(dtype=torch.float64)):
+        cov = prior.cov if isinstance(prior, MultivariateGaussian) else torch.diag(prior.var)
+        post = prior.condition(A, y, noise_std)
+        mean, ref_cov = information_form(prior.mean.reshape(-1), cov, A, y, noise_std)
+        assert isinstance(post, MultivariateGaussian) and post.event_shape == prior.event_shape
+        torch.testing.assert_close(post.mean.reshape(-1), mean)
+        torch.testing.assert_close(post.cov, ref_cov)
+
+
+def test_noiseless_inpainting_is_the_schur_complement():
+    # Observe coordinates {0, 2} exactly: they equal y, the rest is the Gaussian conditional (Schur complement).
+    prior = correlated_gaussian((4,), seed=2)
+    obs, hid = [0, 2], [1, 3]
+    A = torch.eye(4, dtype=torch.float64)[obs]
+    y = torch.tensor([0.4, -0.9], dtype=torch.float64)
+    post = prior.condition(A, y, 0.0)
+    S, mu = prior.cov, prior.mean
+    gain = S[hid][:, obs] @ torch.linalg.inv(S[obs][:, obs])
+    torch.testing.assert_close(post.mean[obs], y)
+    torch.testing.assert_close(post.mean[hid], mu[hid] + gain @ (y - mu[obs]))
+    torch.testing.assert_close(post.cov[hid][:, hid], S[hid][:, hid] - gain @ S[obs][:, hid])
+    torch.testing.assert_close(post.cov[obs], torch.zeros(2, 4, dtype=torch.float64), atol=1e-12, rtol=0)
+    # singular posterior: smoothed laws exist, the data-level density does not
+    with pytest.raises(ValueError, match="singular"):
+        post.log_prob(post.mean[None])
+    assert torch.isfinite(post.score_fn(VPSDE())(post.mean[None], 0.1)).all()
+
+
+@pytest.mark.parametrize("mixture", ["diagonal", "full"])
+def test_mixture_condition_is_bayes_rule(mixture):
+    # log p(x | y) = log p(x) + log N(y; Ax, s²I) - log p(y), with p(y) = Σ w_k N(y; Aμ_k, AΣ_kAᵀ + s²I)
+    # computed by torch.distributions: an independent route to the weights and components.
+    prior = ring_mixture() if mixture == "diagonal" else full_cov_mixture()
+    d = prior.means.shape[1]
+    A = torch.ones(1, d, dtype=torch.float64) / math.sqrt(d)
+    y, s = torch.tensor([0.8], dtype=torch.float64), 0.3
+    post = prior.condition(A, y, s)
+    assert isinstance(post, MultivariateGaussianMixture)
+    covs = prior.covs if mixture == "full" else torch.diag_embed(prior.component_vars.expand_as(prior.means))
+    evidence = torch.distributions.MultivariateNormal(prior.means @ A.T, A @ covs @ A.T + s**2).log_prob(y)
+    torch.testing.assert_close(post.weights, torch.softmax(prior.weights.log() + evidence, 0))
+    x = torch.randn(16, d, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    lik = torch.distributions.Normal(x @ A.T, s).log_prob(y).sum(1)
+    torch.testing.assert_close(
+        post.log_prob(x), prior.log_prob(x) + lik - torch.logsumexp(prior.weights.log() + evidence, 0)
+    )
+
+
+@pytest.mark.parametrize(
+    "factory, name",
+    [
+        (lambda: MultivariateGaussian([0.0, 0.0], [[1.0, 0.5], [0.0, 1.0]]), "symmetric"),
+        (lambda: MultivariateGaussian([0.0, 0.0], [[1.0, 2.0], [2.0, 1.0]]), "positive semi-definite"),
+        (lambda: MultivariateGaussian([0.0, 0.0], [[1.0]]), "cov"),
+        (lambda: MultivariateGaussianMixture([1.0], [[0.0, 0.0]], [[1.0, 0.0], [0.0, 1.0]]), "covs"),
+        (lambda: MultivariateGaussianMixture([1.0, 1.0], [[0.0, 0.0]], torch.eye(2)[None]), "weights"),
+        (lambda: Gaussian([0.0, 0.0], 1.0).condition([[1.0, 0.0]], [1.0], -0.1), "noise_std"),
+        (lambda: Gaussian([0.0, 0.0], 1.0).condition([[1.0, 0.0, 0.0]], [1.0], 0.1), "A"),
+        (lambda: Gaussian([0.0, 0.0], 1.0).condition([[1.0, 0.0]], [1.0, 2.0], 0.1), "y"),
+        (lambda: Gaussian([0.0, 0.0], 1.0).condition([[1.0, 0.0], [2.0, 0.0]], [1.0, 2.0], 0.0), "singular"),
+    ],
+)
+def test_bad_full_covariance_parameters_raise(factory, name):
+    with pytest.raises(ValueError, match=name):
+        factory()
