@@ -20,7 +20,7 @@ from .sde import SDE, LinearSDE, ScoreFn
 from .solvers.fused import RunSpec, TimeTable
 from .solvers.loop import run
 from .solvers.noise import Brownian, BrownianNoise, GeneratorNoise
-from .solvers.ode import FIXED, ODE_METHODS, integrate
+from .solvers.ode import FIXED_STEP, ODE_METHODS, integrate
 from .solvers.runge_kutta import FlowTerm
 
 __all__ = ["pc_sample", "ode_sample", "ODE_METHODS", "Brownian"]
@@ -73,9 +73,9 @@ def _resolve_grid(sde: SDE, grid, steps: int | None, eps: float) -> Tensor:
 def _fixed_grid(sde: SDE, method: str, steps: int | None, grid, eps: float) -> Tensor | None:
     """Validate ``steps``/``grid`` against ``method``: the float64 decreasing grid of a fixed-step method, else None."""
     check_choice("method", method, ODE_METHODS)
-    if method not in FIXED:
+    if method not in FIXED_STEP:
         if steps is not None or grid is not None:
-            raise ValueError(f"steps/grid apply to fixed-step methods (euler, heun, rk4), not method={method!r}")
+            raise ValueError(f"steps/grid apply to fixed-step methods ({', '.join(FIXED_STEP)}), not method={method!r}")
         return None
     if steps is None and (grid is None or isinstance(grid, str)):
         raise ValueError(f"method={method!r} is fixed-step: pass steps= or a grid tensor")
@@ -197,7 +197,8 @@ def ode_sample(
         shape: ``[B, *event]``.
         method: ``"dopri5"`` (adaptive Dormand–Prince on device), ``"euler"``, ``"heun"``, ``"rk4"`` (fixed
             steps on ``grid``/``steps``, on the fused loop), ``"scipy_rk45"`` (score_sde's host path) or
-            ``"torchdiffeq_dopri5"`` (both kept for comparison).
+            ``"torchdiffeq_dopri5"`` (both kept for comparison), or a few-step solver on the fused loop
+            (`sdesolve.solvers.few_step.FEW_STEP`: ``"ddim"``, ``"edm_heun"``, ``"dpm_solver_pp_2m"``, ...).
         rtol: relative tolerance of the adaptive methods.
         atol: absolute tolerance of the adaptive methods.
         steps: number of intervals of the fixed-step grid (as in `pc_sample`).

@@ -1,0 +1,204 @@
+r"""Few-step solvers as step programs: linear forms in the state and the data predictions, run by one kernel.
+
+Every deterministic few-step solver here (DDIM, DPM-Solver(++), UniPC, iPNDM, EDM's Heun) computes, on each
+grid interval, stage states and the new state as linear combinations of the interval's start state $x$ and
+data predictions $D_j = (y_j + \sigma_j^2\,\nabla\log p_{t_j}(y_j))/\alpha_j$ evaluated earlier (Tweedie's
+formula; the current interval's stages and the multistep history alike). A solver is therefore written once,
+in float64 on the host, as arithmetic on `Form` objects (its formulas read as in the papers), producing an
+`IntervalProgram` per interval; `ProgramKernel` runs the programs with in-place axpy updates and a ring of
+$D$ buffers (the multistep history, held as explicit kernel state). Coefficients are computed per grid once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from ..grids import _times_for_levels
+from ..sde import LinearSDE, ScoreFn
+from .fused import Kernel, TimeTable, axpy_, time_dtype
+
+__all__ = ["Point", "Form", "Schedule", "IntervalProgram", "ProgramBuilder", "ProgramKernel"]
+
+
+@dataclass(frozen=True)
+class Point:
+    r"""A time of the flow with its float64 coefficients: $\alpha(t)$, $\sigma(t)$, $\lambda = \log(\alpha/\sigma)$."""
+
+    t: float
+    alpha: float
+    sigma: float
+
+    @property
+    def lam(self) -> float:
+        r"""Half log-SNR $\lambda = \log\alpha - \log\sigma$."""
+        return math.log(self.alpha) - math.log(self.sigma)
+
+    @property
+    def level(self) -> float:
+        r"""EDM noise level $\tilde\sigma = \sigma/\alpha = e^{-\lambda}$."""
+        return self.sigma / self.alpha
+
+
+@dataclass
+class Form:
+    r"""A linear form $a\,x + \sum_j b_j D_j$: ``x`` the interval's start state, ``d`` maps $D$ indices to $b_j$."""
+
+    x: float = 0.0
+    d: dict[int, float] = field(default_factory=dict)
+
+    def __add__(self, other: Form) -> Form:
+        d = dict(self.d)
+        for k, v in other.d.items():
+            d[k] = d.get(k, 0.0) + v
+        return Form(self.x + other.x, d)
+
+    def __mul__(self, c: float) -> Form:
+        return Form(self.x * c, {k: v * c for k, v in self.d.items()})
+
+    __rmul__ = __mul__
+
+    def __neg__(self) -> Form:
+        return self * -1.0
+
+    def __sub__(self, other: Form) -> Form:
+        return self + (-other)
+
+    def __truediv__(self, c: float) -> Form:
+        return self * (1.0 / c)
+
+    def is_state(self) -> bool:
+        """True when the form is exactly $x$ (the stage evaluates at the start state, no copy needed)."""
+        return self.x == 1.0 and not any(self.d.values())
+
+
+class Schedule:
+    """The SDE's $\\alpha$, $\\sigma$ at the grid points (float64) and at stage times given by $\\lambda$.
+
+    Args:
+        sde: the linear SDE.
+        times: the run's grid.
+    """
+
+    def __init__(self, sde: LinearSDE, times: TimeTable) -> None:
+        self.sde = sde
+        self.points = self._points(times.host)
+        self._lo, self._hi = float(times.host.min()), float(times.host.max())
+
+    def _points(self, t: Tensor) -> list[Point]:
+        t = t.to(torch.float64)
+        alpha, sigma = self.sde.mean_coeff(t), self.sde.std(t)
+        return [Point(*row) for row in zip(t.tolist(), alpha.tolist(), sigma.tolist(), strict=True)]
+
+    def at_lambdas(self, lams: list[float]) -> list[Point]:
+        r"""The points whose $\lambda$'s are ``lams`` (one vectorised bisection in $\tilde\sigma = e^{-\lambda}$,
+        increasing in t); their coefficients are those of the times found, consistent with the score calls."""
+        levels = torch.tensor([math.exp(-lam) for lam in lams], dtype=torch.float64)
+        return self._points(_times_for_levels(self.sde, levels, self._lo).clamp(self._lo, self._hi))
+
+    def fractions(self, r: float) -> list[Point]:
+        r"""Per interval, the stage point at $\lambda_i + r\,h_i$ (single-step solvers' intermediate times)."""
+        pts = self.points
+        return self.at_lambdas([p.lam + r * (q.lam - p.lam) for p, q in zip(pts[:-1], pts[1:], strict=True)])
+
+
+@dataclass
+class IntervalProgram:
+    """One interval: score evaluations ``stages`` (time, state form) in order, then the new state ``update``."""
+
+    stages: list[tuple[Point, Form]]
+    update: Form
+
+
+class ProgramBuilder:
+    """Records the programs of a run: `evaluate` appends a stage and returns its $D$ as a form.
+
+    Attributes:
+        state: the form of the current interval's start state, $x$.
+    """
+
+    state = Form(1.0)
+
+    def __init__(self) -> None:
+        self.programs: list[IntervalProgram] = []
+        self._stages: list[tuple[Point, Form]] = []
+        self._count = 0
+
+    def evaluate(self, point: Point, at: Form) -> Form:
+        """Evaluate $D$ at the state ``at`` and time ``point``; return the form of that $D$."""
+        self._stages.append((point, at))
+        self._count += 1
+        return Form(0.0, {self._count - 1: 1.0})
+
+    def finish(self, update: Form) -> None:
+        """Close the current interval with the new state ``update``."""
+        self.programs.append(IntervalProgram(self._stages, update))
+        self._stages = []
+
+
+def _ring_size(programs: Iterable[IntervalProgram]) -> int:
+    """Fewest $D$ buffers so that writing $D_g$ into slot ``g % K`` never overwrites a $D$ still referenced."""
+    size, newest = 1, -1
+    for program in programs:
+        for _, form in program.stages:
+            size = max(size, *(newest - k + 1 for k in form.d), 1)
+            newest += 1
+        size = max(size, *(newest - k + 1 for k in program.update.d), 1)
+    return size
+
+
+class ProgramKernel(Kernel):
+    """Runs one `IntervalProgram` per grid interval in place: stage states in one buffer, $D$'s in a ring.
+
+    Args:
+        programs: one per interval of ``times``.
+        score_fn: the score.
+        times: the grid (stage times at grid points reuse its ``[B]`` views).
+        x: the state (device, dtype and shape of the buffers).
+    """
+
+    def __init__(self, programs: list[IntervalProgram], score_fn: ScoreFn, times: TimeTable, x: Tensor) -> None:
+        if len(programs) != len(times) - 1:
+            raise ValueError(f"need one program per interval ({len(times) - 1}), got {len(programs)}")
+        self.programs, self.score_fn = programs, score_fn
+        self.total_nfe = sum(len(p.stages) for p in programs)
+        self.nfe = max((len(p.stages) for p in programs), default=0)
+        grid_times = dict(zip(times.values, times.batch, strict=True))
+        tdt = time_dtype(x.dtype)
+
+        def batch(t: float) -> Tensor:
+            return grid_times.get(t) if t in grid_times else torch.tensor(t, dtype=tdt, device=x.device).expand(len(x))
+
+        self.stage_times = [[batch(p.t) for p, _ in prog.stages] for prog in programs]
+        self.ring = [torch.empty_like(x) for _ in range(_ring_size(programs))]
+        self.ybuf = torch.empty_like(x)
+        self.first = [sum(len(p.stages) for p in programs[:i]) for i in range(len(programs))]
+
+    def _combine(self, out: Tensor, x: Tensor, form: Form) -> Tensor:
+        """``out = form.x * x + Σ b_j D_j``; ``out`` may be ``x`` itself (then scaled in place)."""
+        if out is x:
+            if form.x != 1.0:
+                x.mul_(form.x)
+        else:
+            torch.mul(x, form.x, out=out)
+        for k, b in form.d.items():
+            if b != 0.0:
+                axpy_(out, self.ring[k % len(self.ring)], b)
+        return out
+
+    def __call__(self, x: Tensor, i: int, last: bool) -> None:
+        program, g = self.programs[i], self.first[i]
+        for (point, form), t in zip(program.stages, self.stage_times[i], strict=True):
+            y = x if form.is_state() else self._combine(self.ybuf, x, form)
+            d = self.ring[g % len(self.ring)]
+            # Tweedie: D = (y + σ² s(y, t)) / α
+            torch.add(y, self.score_fn(y, t), alpha=point.sigma**2, out=d).mul_(1.0 / point.alpha)
+            g += 1
+        self._combine(x, x, program.update)
+
+
+ProgramFn = Callable[[Schedule], list[IntervalProgram]]
