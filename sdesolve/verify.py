@@ -32,11 +32,13 @@ from torch import Tensor
 
 from ._utils import check_choice, check_int, check_positive
 from .analytic import Gaussian, GaussianMixture
+from .few_step_orders import FLOW_STEPS, MIXTURE_METHODS, expected_flow_order, flow_errors
 from .grids import uniform_grid
 from .predictors import PREDICTORS, Predictor, get_predictor
 from .problems import gaussian_data, ring_mixture
 from .sampling import ode_sample, pc_sample
 from .sde import SDES, LinearSDE, get_sde
+from .solvers.few_step import FEW_STEP
 from .torchsde import to_torchsde
 
 __all__ = [
@@ -52,6 +54,7 @@ __all__ = [
     "error_vs_nfe",
     "run_suite",
     "SUITE_PREDICTORS",
+    "SUITE_FEW_STEP",
     "SuiteRow",
     "suite_cases",
     "expected_order",
@@ -465,6 +468,8 @@ def error_vs_nfe(
 # -- the verification matrix ----------------------------------------------------------------------------------
 SUITE_PREDICTORS = ("euler_maruyama", "reverse_diffusion", "ancestral", "pf_euler", "pf_heun", "pf_rk4")
 SUITE_PREDICTORS_CLS = {name: PREDICTORS[name] for name in SUITE_PREDICTORS}
+SUITE_FEW_STEP = tuple(FEW_STEP)
+"""Few-step ODE solvers: pathwise flow-map errors on the logSNR grid (`sdesolve.few_step_orders`)."""
 SUITE_DATA: dict[str, Callable[[], Data]] = {
     "gaussian": lambda: gaussian_data(2, dtype=torch.float64),
     "mixture": lambda: ring_mixture(dtype=torch.float64),
@@ -560,11 +565,14 @@ def run_suite(
     quick: bool = True,
     *,
     sdes: Sequence[str] = tuple(SDES),
-    predictors: Sequence[str] = SUITE_PREDICTORS,
+    predictors: Sequence[str] = SUITE_PREDICTORS + SUITE_FEW_STEP,
     data: Sequence[str] | None = None,
     progress: Callable[[SuiteRow], None] | None = None,
 ) -> list[SuiteRow]:
     """Measure every claimed order of {VE, VP, sub-VP} × predictors × {Gaussian, mixture}.
+
+    ``predictors`` may name few-step ODE solvers (`SUITE_FEW_STEP`): their rows are flow-map errors from the
+    same prior samples against `Gaussian.flow` (Gaussian) or a tight Dormand–Prince solve (mixture).
 
     ``quick`` (Gaussian data only, < 1 min on 2 cores) uses tolerance ±0.15, 4 step counts (8×) and 128 paths on a
     srk reference of 512 steps; the full suite ±0.1, 6 step counts (32×), 512 paths, srk at 4096 steps, and
@@ -581,7 +589,17 @@ def run_suite(
         sde = get_sde(sde_name)
         for data_name in data:
             dist = SUITE_DATA[check_choice("data", data_name, tuple(SUITE_DATA))]()
-            for name in predictors:
+            for name in (p for p in predictors if p in SUITE_FEW_STEP):
+                if data_name == "mixture" and name not in MIXTURE_METHODS:
+                    continue
+                expected = expected_flow_order(name, data_name)
+                steps = FLOW_STEPS[(data_name, int(expected))]
+                errors = flow_errors(sde, name, dist, steps)
+                study = OrderStudy("strong", "flow map, logSNR grid", steps, errors, np.zeros_like(errors), expected)
+                rows.append(SuiteRow(type(sde).__name__, data_name, name, study, tol))
+                if progress is not None:
+                    progress(rows[-1])
+            for name in (p for p in predictors if p not in SUITE_FEW_STEP):
                 pred = get_predictor(check_choice("predictor", name, SUITE_PREDICTORS), sde)
                 for kind in suite_cases(data_name, name, quick):
                     steps = _suite_steps(kind, name, sde_name, data_name, quick)

@@ -3,8 +3,9 @@
 Parity: the same σ̃ grid, the same start x̃_T = x_T/α(T) and a denoiser built from the same exact score, run
 through k-diffusion's ``sampling.py`` (loaded alone, `benchmarks._kdiffusion`); both in float64, so they agree to
 rounding (1e-10 relative leaves ~10^5 ulps for the ≤ 40 steps' different association of the same products).
-Orders: the error of the flow map from fixed prior samples against `Gaussian.flow` (exact, no Monte Carlo
-error), fitted over 4 step counts spanning 8× on the logSNR grid, ±0.1.
+Orders: the RMS error of the flow map from fixed prior samples against `Gaussian.flow` (exact, no Monte Carlo
+error) or a tight Dormand–Prince solve (mixture), fitted over 4 step counts spanning 8× on the logSNR grid, ±0.1
+(`sdesolve.few_step_orders`, the same studies as ``sdesolve verify``).
 """
 
 import math
@@ -14,7 +15,9 @@ import torch
 
 import sdesolve as S
 from benchmarks._kdiffusion import load_sampling
+from sdesolve.few_step_orders import FLOW_STEPS, MIXTURE_METHODS, expected_flow_order, flow_errors
 from sdesolve.grids import make_grid, noise_level
+from sdesolve.problems import gaussian_data, ring_mixture
 from sdesolve.solvers.exponential import exp_weights
 from sdesolve.solvers.few_step import FEW_STEP
 from sdesolve.verify import fit_order
@@ -61,39 +64,28 @@ def test_parity_with_kdiffusion(sde_name, method, sampler, grid):
     torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-10)
 
 
-def _flow_errors(method: str, sde, steps) -> list[float]:
-    data = S.Gaussian(torch.tensor([0.3], dtype=torch.float64), torch.tensor([0.5], dtype=torch.float64))
-    x_t = sde.prior_sampling((32, 1), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    exact = data.flow(sde, x_t, sde.T, EPS)
-    errors = []
-    for n in steps:
-        y = S.ode_sample(sde, data.score_fn(sde), x_t.shape, method=method, steps=n, grid="logsnr", x_init=x_t)
-        errors.append(float((y - exact).abs().max()))
-    return errors
-
-
-# Step counts start where the error is asymptotic (the next term ≤ 10% of the slope): 1st/2nd order from 20,
-# the 3-stage single-step method from 80 (VP local slopes 3.25, 3.14, 3.07, 3.04 from 20 to 320; sub-VP 3.32, 3.19 at 40, 80).
-ORDER_STEPS = {1: (10, 20, 40, 80), 2: (20, 40, 80, 160), 3: (80, 160, 320, 640)}
-MEASURED = {"dpm_solver_pp_3m": 4}  # super-convergence on Gaussian data: see test_dpm_solver_pp_3m_order
-
-
 @pytest.mark.parametrize("sde_name", list(SDES))
-@pytest.mark.parametrize("method", [m for m in FEW_STEP if m != "dpm_solver_pp_3m"])
-def test_measured_order(method, sde_name):
-    order = FEW_STEP[method].order
-    steps = ORDER_STEPS[order]
-    fit = fit_order(steps, _flow_errors(method, SDES[sde_name], steps))
-    assert fit.within(order, 0.1), (method, sde_name, fit)
+@pytest.mark.parametrize("method", list(FEW_STEP))
+def test_measured_order_gaussian(method, sde_name):
+    expected = expected_flow_order(method, "gaussian")
+    steps = FLOW_STEPS[("gaussian", int(expected))]
+    fit = fit_order(steps, flow_errors(SDES[sde_name], method, gaussian_data(2, dtype=torch.float64), steps))
+    assert fit.within(expected, 0.1), (method, sde_name, fit)
 
 
-@pytest.mark.parametrize("sde_name", list(SDES))
-def test_dpm_solver_pp_3m_order(sde_name):
-    """At least order 3 with the midpoint start; on Gaussian data its steady-state error is O(h⁴) (measured
-    3.98, 3.99, 3.95, 3.88 from 20 to 320 VP steps) and the O(h³) of the start-up step takes over only beyond."""
-    steps = (20, 40, 80, 160)
-    fit = fit_order(steps, _flow_errors("dpm_solver_pp_3m", SDES[sde_name], steps))
-    assert fit.slope >= 3.0 - 0.1, (sde_name, fit)
+@pytest.mark.parametrize(
+    ("method", "sde_name"),
+    [
+        pytest.param(m, s, marks=() if (m, s) == ("dpm_solver_pp_3m", "vp") else pytest.mark.slow)
+        for m in MIXTURE_METHODS
+        for s in SDES
+    ],
+)
+def test_measured_order_mixture(method, sde_name):
+    # against Dormand–Prince at rtol = atol = 1e-11 (error ≤ 1.3e-8, < 0.3% of the smallest error fitted)
+    steps = FLOW_STEPS[("mixture", FEW_STEP[method].order)]
+    fit = fit_order(steps, flow_errors(SDES[sde_name], method, ring_mixture(dtype=torch.float64), steps))
+    assert fit.within(FEW_STEP[method].order, 0.1), (method, sde_name, fit)
 
 
 def test_exp_weights_integrate_polynomials_exactly():

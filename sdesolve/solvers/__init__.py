@@ -4,11 +4,13 @@
 - `noise`: the noise source every stochastic step draws from (generator, Brownian path);
 - `loop`: the fixed-step loop shared by `pc_sample`, fixed-step `ode_sample` and `log_likelihood`;
 - `runge_kutta`: tableaus, ODE terms and the fused fixed-step RK kernel;
-- `dopri5`: the adaptive Dormand–Prince 5(4); `ode`: ODE method dispatch.
+- `dopri5`: the adaptive Dormand–Prince 5(4); `ode`: ODE method dispatch;
+- `programs`, `exponential`, `edm`, `few_step`: the few-step solvers (DDIM, DPM-Solver(++), EDM's Heun).
 
 Predictors and correctors (`sdesolve.predictors`, `sdesolve.correctors`) build their fused kernels from these.
 """
 
+from .few_step import FEW_STEP
 from .fused import Kernel, TimeTable
 from .loop import run
 from .noise import BrownianNoise, GeneratorNoise, NoiseSource
@@ -23,6 +25,7 @@ __all__ = [
     "GeneratorNoise",
     "BrownianNoise",
     "ODE_METHODS",
+    "FEW_STEP",
     "integrate",
     "FIXED",
     "Tableau",
