@@ -25,7 +25,7 @@ from .sampling import ode_sample
 from .sde import LinearSDE
 from .solvers.few_step import FEW_STEP
 
-__all__ = ["FLOW_STEPS", "expected_flow_order", "flow_errors"]
+__all__ = ["FLOW_STEPS", "MIXTURE_METHODS", "flow_steps", "expected_flow_order", "flow_errors"]
 
 FLOW_STEPS = {
     ("gaussian", 1): (20, 40, 80, 160),
@@ -33,18 +33,28 @@ FLOW_STEPS = {
     ("gaussian", 3): (80, 160, 320, 640),
     ("gaussian", 4): (20, 40, 80, 160),
     ("mixture", 2): (80, 160, 320, 640),
-    ("mixture", 3): (40, 80, 160, 320),
+    ("mixture", 3): (80, 160, 320, 640),
+    ("gaussian", "unipc_3"): (160, 320, 640, 1280),
 }
 """Step counts (8×) per (data, expected order) in the asymptotic range, measured. First order from 20 (DDIM
 local slopes 0.87, 0.94, 0.97 from 10 to 80 on sub-VP); second order from 40 (sub-VP DPM-Solver++(2M): 0.9,
 1.75, 1.95 from 10 to 80, its first-order first step); DPM-Solver++(3M)'s order 4 on Gaussian data from 20,
 before the start-up's h³ shows; the 3-stage single-step method from 80 (VP local slopes 3.25, 3.14, 3.07, 3.04
 from 20 to 320; sub-VP 3.32, 3.19 at 40, 80). On the ring mixture second-order methods are pre-asymptotic
-below 80 (DPM-Solver++(2M): 1.81, 1.79, 1.9, 1.95 from 20 to 320)."""
+below 80 (DPM-Solver++(2M): 1.81, 1.79, 1.9, 1.95 from 20 to 320).
+UniPC-3 on Gaussian data reaches 4 from above 160 (local slopes 3.32, 3.77, 3.9 from 40 to 320)."""
 
-MIXTURE_METHODS = ("edm_heun", "dpm_solver_2", "dpm_solver_pp_3m")
+
+def flow_steps(method: str, data: str) -> tuple[int, ...]:
+    """The step counts of ``method``'s study on ``data`` (a per-method entry of `FLOW_STEPS`, else per order)."""
+    return FLOW_STEPS.get((data, method)) or FLOW_STEPS[(data, int(expected_flow_order(method, data)))]
+
+
+MIXTURE_METHODS = ("edm_heun", "dpm_solver_2", "dpm_solver_pp_3m", "ipndm")
 """Methods with mixture rows: first order (DDIM) is erratic on the ring up to 320 steps (a few paths change
-basin), and DPM-Solver-3 approaches 3 from below (2.76, 2.87, 2.94 from 40 to 320)."""
+basin), DPM-Solver-3 and UniPC-2 approach 3 from below (2.76, 2.87, 2.94 from 40 to 320; UniPC-2 on sub-VP fits
+2.88 over 80..640, VP 2.87, 2.96, 2.98 from 80 to 640) and UniPC-3 approaches 4 from above
+(4.28, 4.11, 4.02 from 80 to 640, where the reference's 1e-8 is near its error)."""
 
 
 def expected_flow_order(method: str, data: str) -> float:

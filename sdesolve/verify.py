@@ -32,7 +32,7 @@ from torch import Tensor
 
 from ._utils import check_choice, check_int, check_positive
 from .analytic import Gaussian, GaussianMixture
-from .few_step_orders import FLOW_STEPS, MIXTURE_METHODS, expected_flow_order, flow_errors
+from .few_step_orders import MIXTURE_METHODS, expected_flow_order, flow_errors, flow_steps
 from .grids import uniform_grid
 from .predictors import PREDICTORS, Predictor, get_predictor
 from .problems import gaussian_data, ring_mixture
@@ -593,7 +593,7 @@ def run_suite(
                 if data_name == "mixture" and name not in MIXTURE_METHODS:
                     continue
                 expected = expected_flow_order(name, data_name)
-                steps = FLOW_STEPS[(data_name, int(expected))]
+                steps = flow_steps(name, data_name)
                 errors = flow_errors(sde, name, dist, steps)
                 study = OrderStudy("strong", "flow map, logSNR grid", steps, errors, np.zeros_like(errors), expected)
                 rows.append(SuiteRow(type(sde).__name__, data_name, name, study, tol))

@@ -22,7 +22,7 @@ from ..predictors import PREDICTORS
 from ..problems import ring_mixture
 from ..sampling import ODE_METHODS, ode_sample, pc_sample
 from ..sde import get_sde
-from ..solvers.ode import FIXED
+from ..solvers.ode import FIXED_STEP
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 EPS = 1e-3
@@ -94,7 +94,7 @@ def sample(
         common = dict(eps=EPS, generator=gen, device=device, dtype=torch_dtype, return_info=True)
         t0 = time.perf_counter()
         if ode:
-            fixed = check_choice("method", method, ODE_METHODS) in FIXED
+            fixed = check_choice("method", method, ODE_METHODS) in FIXED_STEP
             x, info = ode_sample(sde_obj, score_fn, (n, 2), method=method, steps=steps if fixed else None, **common)
         else:
             x, info = pc_sample(

@@ -5,7 +5,8 @@
 - `loop`: the fixed-step loop shared by `pc_sample`, fixed-step `ode_sample` and `log_likelihood`;
 - `runge_kutta`: tableaus, ODE terms and the fused fixed-step RK kernel;
 - `dopri5`: the adaptive Dormand–Prince 5(4); `ode`: ODE method dispatch;
-- `programs`, `exponential`, `edm`, `few_step`: the few-step solvers (DDIM, DPM-Solver(++), EDM's Heun).
+- `programs`, `exponential`, `unipc`, `ipndm`, `edm`, `few_step`: the few-step solvers (DDIM, DPM-Solver(++),
+  UniPC, iPNDM, EDM's Heun).
 
 Predictors and correctors (`sdesolve.predictors`, `sdesolve.correctors`) build their fused kernels from these.
 """

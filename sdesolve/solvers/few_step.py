@@ -7,15 +7,18 @@ tests and ``sdesolve verify`` against the exact Gaussian flow map) and where it 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 from torch import Tensor
 
 from .edm import edm_heun
 from .exponential import ddim, dpm_solver_2, dpm_solver_3, dpm_solver_pp_2m, dpm_solver_pp_2s, dpm_solver_pp_3m
 from .fused import TimeTable
+from .ipndm import ipndm
 from .loop import run
 from .programs import ProgramFn, ProgramKernel, Schedule
 from .runge_kutta import FlowTerm
+from .unipc import unipc
 
 __all__ = ["FewStepMethod", "FEW_STEP", "few_step_solve"]
 
@@ -37,6 +40,10 @@ FEW_STEP = {
     "dpm_solver_pp_2s": FewStepMethod(dpm_solver_pp_2s, 2, "Lu et al. 2022b, Alg. 1"),
     "dpm_solver_pp_2m": FewStepMethod(dpm_solver_pp_2m, 2, "Lu et al. 2022b, Alg. 2"),
     "dpm_solver_pp_3m": FewStepMethod(dpm_solver_pp_3m, 3, "Lu et al. 2022b, §4 (exact weights, order-3 start)"),
+    "unipc_2": FewStepMethod(partial(unipc, order=2), 3, "Zhao et al. 2023, Alg. 2-3 (bh2)"),
+    "unipc_3": FewStepMethod(partial(unipc, order=3), 4, "Zhao et al. 2023, Alg. 2-3 (bh2)"),
+    # 4th-order Adams–Bashforth weights, but for equal σ̃ steps: second order on the logSNR/Karras grids
+    "ipndm": FewStepMethod(ipndm, 2, "Zhang & Chen 2023, App. B"),
 }
 
 

@@ -108,10 +108,20 @@ class Schedule:
 
 @dataclass
 class IntervalProgram:
-    """One interval: score evaluations ``stages`` (time, state form) in order, then the new state ``update``."""
+    """One interval: ``stages`` in order, then the new state ``update``.
 
-    stages: list[tuple[Point, Form]]
+    A stage ``(point, form)`` stores $D$ at the state ``form`` and time ``point`` in the next bank slot; a stage
+    ``(None, form)`` stores the combination ``form`` itself (history that depends on the state, e.g. iPNDM's
+    derivatives), with no score evaluation.
+    """
+
+    stages: list[tuple[Point | None, Form]]
     update: Form
+
+    @property
+    def nfe(self) -> int:
+        """Score evaluations of the interval."""
+        return sum(point is not None for point, _ in self.stages)
 
 
 class ProgramBuilder:
@@ -125,12 +135,19 @@ class ProgramBuilder:
 
     def __init__(self) -> None:
         self.programs: list[IntervalProgram] = []
-        self._stages: list[tuple[Point, Form]] = []
+        self._stages: list[tuple[Point | None, Form]] = []
         self._count = 0
 
     def evaluate(self, point: Point, at: Form) -> Form:
         """Evaluate $D$ at the state ``at`` and time ``point``; return the form of that $D$."""
-        self._stages.append((point, at))
+        return self._store(point, at)
+
+    def save(self, form: Form) -> Form:
+        """Store the combination ``form`` as a bank vector (kept across intervals); return its form."""
+        return self._store(None, form)
+
+    def _store(self, point: Point | None, form: Form) -> Form:
+        self._stages.append((point, form))
         self._count += 1
         return Form(0.0, {self._count - 1: 1.0})
 
@@ -141,11 +158,12 @@ class ProgramBuilder:
 
 
 def _ring_size(programs: Iterable[IntervalProgram]) -> int:
-    """Fewest $D$ buffers so that writing $D_g$ into slot ``g % K`` never overwrites a $D$ still referenced."""
+    """Fewest bank buffers so that writing entry ``g`` into slot ``g % K`` never overwrites one still referenced
+    (a saved combination is written while its terms are read: one slot more)."""
     size, newest = 1, -1
     for program in programs:
-        for _, form in program.stages:
-            size = max(size, *(newest - k + 1 for k in form.d), 1)
+        for point, form in program.stages:
+            size = max(size, *(newest - k + (1 if point is not None else 2) for k in form.d), 1)
             newest += 1
         size = max(size, *(newest - k + 1 for k in program.update.d), 1)
     return size
@@ -165,15 +183,15 @@ class ProgramKernel(Kernel):
         if len(programs) != len(times) - 1:
             raise ValueError(f"need one program per interval ({len(times) - 1}), got {len(programs)}")
         self.programs, self.score_fn = programs, score_fn
-        self.total_nfe = sum(len(p.stages) for p in programs)
-        self.nfe = max((len(p.stages) for p in programs), default=0)
+        self.total_nfe = sum(p.nfe for p in programs)
+        self.nfe = max((p.nfe for p in programs), default=0)
         grid_times = dict(zip(times.values, times.batch, strict=True))
         tdt = time_dtype(x.dtype)
 
         def batch(t: float) -> Tensor:
             return grid_times.get(t) if t in grid_times else torch.tensor(t, dtype=tdt, device=x.device).expand(len(x))
 
-        self.stage_times = [[batch(p.t) for p, _ in prog.stages] for prog in programs]
+        self.stage_times = [[None if p is None else batch(p.t) for p, _ in prog.stages] for prog in programs]
         self.ring = [torch.empty_like(x) for _ in range(_ring_size(programs))]
         self.ybuf = torch.empty_like(x)
         self.first = [sum(len(p.stages) for p in programs[:i]) for i in range(len(programs))]
@@ -193,11 +211,14 @@ class ProgramKernel(Kernel):
     def __call__(self, x: Tensor, i: int, last: bool) -> None:
         program, g = self.programs[i], self.first[i]
         for (point, form), t in zip(program.stages, self.stage_times[i], strict=True):
-            y = x if form.is_state() else self._combine(self.ybuf, x, form)
             d = self.ring[g % len(self.ring)]
+            g += 1
+            if point is None:
+                self._combine(d, x, form)
+                continue
+            y = x if form.is_state() else self._combine(self.ybuf, x, form)
             # Tweedie: D = (y + σ² s(y, t)) / α
             torch.add(y, self.score_fn(y, t), alpha=point.sigma**2, out=d).mul_(1.0 / point.alpha)
-            g += 1
         self._combine(x, x, program.update)
 
 
