@@ -14,9 +14,9 @@ import pytest
 import torch
 
 import sdesolve as S
-from benchmarks._kdiffusion import load_sampling
+from benchmarks._kdiffusion import load_sampling, run_on_flow
 from sdesolve.few_step_orders import MIXTURE_METHODS, expected_flow_order, flow_errors, flow_steps
-from sdesolve.grids import make_grid, noise_level
+from sdesolve.grids import make_grid
 from sdesolve.problems import gaussian_data, ring_mixture
 from sdesolve.solvers.exponential import exp_weights
 from sdesolve.solvers.few_step import FEW_STEP
@@ -32,21 +32,6 @@ def _mixture() -> S.GaussianMixture:
     return S.GaussianMixture(torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64), means, torch.full((3,), 0.2))
 
 
-def _kdiffusion(sampler, sde, score, t_grid: torch.Tensor, x_t: torch.Tensor) -> torch.Tensor:
-    """k-diffusion's ``sampler`` on σ̃ = σ/α of ``t_grid``, in x̃ = x/α, mapped back to x at the last time."""
-    levels = noise_level(sde, t_grid)
-    time_of = dict(zip(levels.tolist(), t_grid.tolist(), strict=True))
-    alpha = sde.mean_coeff(t_grid)
-
-    def denoiser(xt, sigma):  # D(x̃, σ̃) = (x + σ² s(x, t)) / α at x = α x̃ (Tweedie)
-        t = torch.full((len(xt),), time_of[sigma[0].item()], dtype=torch.float64)
-        a, s = sde.mean_coeff(t)[:, None], sde.std(t)[:, None]
-        x = a * xt
-        return (x + s**2 * score(x, t)) / a
-
-    return sampler(denoiser, x_t / alpha[0], levels, disable=True) * alpha[-1]
-
-
 @pytest.mark.skipif(KD is None, reason="k-diffusion not installed (pip install --no-deps k-diffusion)")
 @pytest.mark.parametrize("sde_name", ["ve", "vp", "subvp"])
 @pytest.mark.parametrize(
@@ -60,7 +45,7 @@ def test_parity_with_kdiffusion(sde_name, method, sampler, grid):
     x_t = sde.prior_sampling((16, 2), generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     t_grid = make_grid(grid, sde, 12, EPS, dtype=torch.float64)
     ours = S.ode_sample(sde, score, x_t.shape, method=method, grid=t_grid, x_init=x_t)
-    ref = _kdiffusion(getattr(KD, sampler), sde, score, t_grid, x_t)
+    ref = run_on_flow(getattr(KD, sampler), sde, score, t_grid, x_t)
     torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-10)
 
 
@@ -131,3 +116,93 @@ def test_few_step_needs_steps_and_rejects_compile():
         S.ode_sample(sde, score, (4, 1), method="ddim")
     with pytest.raises(ValueError, match="compile"):
         S.ode_sample(sde, score, (4, 1), method="ddim", steps=4, compile=True)
+
+
+# -- regressions for the anchors' few-step bugs ---------------------------------------------------------------
+def _probe_variance_error(sde, method: str, steps: int, data: S.Gaussian) -> float:
+    """|v/v_eps - 1| at eps, exact: every solver is affine in x_T for a Gaussian score (two probes give a, b)."""
+    probes = torch.tensor([[0.0], [1.0]], dtype=torch.float64)
+    y = S.ode_sample(sde, data.score_fn(sde), probes.shape, method=method, steps=steps, grid="logsnr", x_init=probes)
+    a = y[1] - y[0]
+    v = a**2 * data.marginal(sde, sde.T).std ** 2
+    return float((v / data.marginal(sde, EPS).std ** 2 - 1).abs().max())
+
+
+@pytest.mark.parametrize("method", list(FEW_STEP))
+def test_last_step_lands_on_eps_without_residual_noise(method):
+    # diffusers #5689: a last step that stops short of the end leaves the noise of the time it stopped at.
+    # Data of std 0.01 on VP: p_eps has std 0.0145, p at the last-but-one logSNR point of 40 has 0.0167, so a
+    # missed last step is a variance error of +33%; every method here is below 10% at 40 steps (measured:
+    # ddim 5.5%, edm_heun 1.1%, the others ≤ 0.7%).
+    sde = SDES["vp"]
+    data = S.Gaussian(torch.tensor([0.0], dtype=torch.float64), torch.tensor([0.01], dtype=torch.float64))
+    assert _probe_variance_error(sde, method, 40, data) < 0.1
+    _, info = S.ode_sample(sde, data.score_fn(sde), (2, 1), method=method, steps=40, return_info=True)
+    assert info["grid"][-1].item() == pytest.approx(EPS, rel=1e-7)
+
+
+@pytest.mark.parametrize("grid", ["logsnr", "karras", "uniform"])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_many_steps_in_half_precision_stay_distinct(grid, dtype):
+    # diffusers #12771: a grid rounded to the model's dtype repeats timesteps; ours stays float32/float64.
+    sde = SDES["vp"]
+    score = S.Gaussian(torch.zeros(1), torch.ones(1)).score_fn(sde)
+    _, info = S.ode_sample(sde, score, (2, 1), method="ddim", steps=1000, grid=grid, dtype=dtype, return_info=True)
+    t = info["grid"]
+    assert t.dtype == torch.float32 and bool((t[1:] < t[:-1]).all())
+
+
+@pytest.mark.parametrize("steps", [2, 5, 8, 11])
+def test_third_order_single_step_at_3n_minus_1_steps(steps):
+    # diffusers #9007: DPM-Solver-3 single-step at 3n-1 steps took log σ = 0 (NaN). Here every interval is a full
+    # 3-stage step on a grid ending at eps > 0: finite, 3 NFE per step, and on the exact Gaussian flow its error
+    # shrinks with steps (order 3: ≥ 8x per doubling asymptotically; we only ask finite and < 5% at 8+ steps).
+    sde = SDES["vp"]
+    data = S.Gaussian(torch.tensor([0.3], dtype=torch.float64), torch.tensor([0.5], dtype=torch.float64))
+    y, info = S.ode_sample(sde, data.score_fn(sde), (8, 1), method="dpm_solver_3", steps=steps, return_info=True)
+    assert bool(torch.isfinite(y).all()) and info["nfe"] == 3 * steps
+    if steps >= 8:
+        assert _probe_variance_error(sde, "dpm_solver_3", steps, data) < 0.05
+
+
+@pytest.mark.parametrize("steps", [4, 5, 6, 7])
+def test_lower_order_final_at_even_and_odd_step_counts(steps):
+    # diffusers PR #6953: lower_order_final was skipped at even step counts. Count the D's each update uses.
+    from sdesolve.solvers.exponential import dpm_solver_pp_2m, dpm_solver_pp_3m
+    from sdesolve.solvers.fused import TimeTable
+    from sdesolve.solvers.programs import Schedule
+    from sdesolve.solvers.unipc import unipc
+
+    sde = SDES["vp"]
+    times = TimeTable(make_grid("logsnr", sde, steps, EPS, dtype=torch.float64), torch.zeros(1, 1))
+    sched = Schedule(sde, times)
+
+    def used(programs) -> list[int]:
+        return [sum(1 for b in p.update.d.values() if b != 0.0) for p in programs]
+
+    assert used(dpm_solver_pp_2m(sched, lower_order_final=True))[-1] == 1
+    assert used(dpm_solver_pp_2m(sched))[-1] == 2
+    assert used(dpm_solver_pp_3m(sched, lower_order_final=True))[-2:] == [2, 1]
+    assert used(dpm_solver_pp_3m(sched))[-2:] == [3, 3]
+    # UniPC's last update also carries the corrector of the step before: the option must change it at any parity
+    assert unipc(sched, order=3, lower_order_final=True)[-1].update != unipc(sched, order=3)[-1].update
+
+
+@pytest.mark.parametrize(("dtype", "unit"), [(torch.float16, 2.0**-11), (torch.bfloat16, 2.0**-8)])
+@pytest.mark.parametrize("method", ["dpm_solver_pp_2m", "edm_heun", "unipc_3", "dpm_solver_3", "ipndm"])
+def test_half_precision_upcast_inside_the_step(method, dtype, unit):
+    # VE with σ_max = 1348 (diffusers' default): σ² = 1.8e6 overflows float16 (max 65504) if the step runs in the
+    # state's dtype. The step upcasts to float32; the state is rounded once per step (unit roundoff u), and the
+    # flow contracts, so 20 steps stay within 20 u of the float64 run (measured: 1.7e-3 float16, 1.5e-2 bfloat16).
+    sde = S.VESDE(sigma_max=1348.0)
+    data = S.Gaussian(torch.tensor([0.3]), torch.tensor([0.5]))
+    exact = data.score_fn(sde)
+
+    def score(x, t):  # a model computing in float32 and returning the state's dtype (as under autocast)
+        return exact(x.float(), t.float()).to(x.dtype)
+
+    x_t = sde.prior_sampling((64, 1), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    ref = S.ode_sample(sde, exact, x_t.shape, method=method, steps=20, x_init=x_t, grid="logsnr")
+    y = S.ode_sample(sde, score, x_t.shape, method=method, steps=20, x_init=x_t.to(dtype), grid="logsnr", dtype=dtype)
+    assert y.dtype == dtype
+    assert float((y.double() - ref).abs().max() / ref.abs().max()) < 20 * unit

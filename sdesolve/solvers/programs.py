@@ -11,6 +11,7 @@ $D$ buffers (the multistep history, held as explicit kernel state). Coefficients
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -192,9 +193,12 @@ class ProgramKernel(Kernel):
             return grid_times.get(t) if t in grid_times else torch.tensor(t, dtype=tdt, device=x.device).expand(len(x))
 
         self.stage_times = [[None if p is None else batch(p.t) for p, _ in prog.stages] for prog in programs]
-        self.ring = [torch.empty_like(x) for _ in range(_ring_size(programs))]
-        self.ybuf = torch.empty_like(x)
-        self.first = [sum(len(p.stages) for p in programs[:i]) for i in range(len(programs))]
+        # a half-precision state is upcast inside the step: σ² and 1/α reach ~1e6 on VE (float16 max 65504)
+        self.upcast = tdt != x.dtype
+        self.ring = [torch.empty_like(x, dtype=tdt) for _ in range(_ring_size(programs))]
+        self.ybuf = torch.empty_like(x, dtype=tdt)
+        self.xbuf = torch.empty_like(x, dtype=tdt) if self.upcast else None
+        self.first = list(itertools.accumulate((len(p.stages) for p in programs[:-1]), initial=0))
 
     def _combine(self, out: Tensor, x: Tensor, form: Form) -> Tensor:
         """``out = form.x * x + Σ b_j D_j``; ``out`` may be ``x`` itself (then scaled in place)."""
@@ -210,16 +214,20 @@ class ProgramKernel(Kernel):
 
     def __call__(self, x: Tensor, i: int, last: bool) -> None:
         program, g = self.programs[i], self.first[i]
+        xw = self.xbuf.copy_(x) if self.upcast else x
         for (point, form), t in zip(program.stages, self.stage_times[i], strict=True):
             d = self.ring[g % len(self.ring)]
             g += 1
             if point is None:
-                self._combine(d, x, form)
+                self._combine(d, xw, form)
                 continue
-            y = x if form.is_state() else self._combine(self.ybuf, x, form)
+            y = xw if form.is_state() else self._combine(self.ybuf, xw, form)
+            s = self.score_fn(y.to(x.dtype) if self.upcast else y, t)
             # Tweedie: D = (y + σ² s(y, t)) / α
-            torch.add(y, self.score_fn(y, t), alpha=point.sigma**2, out=d).mul_(1.0 / point.alpha)
-        self._combine(x, x, program.update)
+            torch.add(y, s, alpha=point.sigma**2, out=d).mul_(1.0 / point.alpha)
+        self._combine(xw, xw, program.update)
+        if self.upcast:
+            x.copy_(xw)
 
 
 ProgramFn = Callable[[Schedule], list[IntervalProgram]]
