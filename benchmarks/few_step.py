@@ -129,22 +129,23 @@ def _plot(gauss: list[dict], mix: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(16, 5))
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
     labels = list(dict.fromkeys(r["sampler"] for r in gauss))
-    for label in labels:
+    for k, label in enumerate(labels):
+        style = {"color": plt.cm.tab20(k % 20), "ls": "-" if k < 10 else "--", "marker": "o", "ms": 3, "label": label}
         rs = [r for r in gauss if r["sampler"] == label and r["error"] > 0]
-        axes[0].loglog([r["nfe"] for r in rs], [r["error"] for r in rs], "o-", ms=3, label=label)
+        axes[0].loglog([r["nfe"] for r in rs], [r["error"] for r in rs], **style)
         for ax, sde in zip(axes[1:], ("vp", "ve"), strict=True):
             ms = [r for r in mix if r["sampler"] == label and r["sde"] == sde]
-            ax.loglog([r["nfe"] for r in ms], [r["rms"] for r in ms], "o-", ms=3, label=label)
+            ax.loglog([r["nfe"] for r in ms], [r["rms"] for r in ms], **style)
     axes[0].axhline(1e-2, color="k", lw=0.5)
     axes[0].axhline(1e-3, color="k", lw=0.5)
     axes[0].set(xlabel="NFE", ylabel="max(|var err|, |mean err|/std)", title="VP Gaussian (exact)", xlim=(1, 600))
     for ax, sde in zip(axes[1:], ("VP", "VE"), strict=True):
         ax.set(xlabel="NFE", ylabel="RMS distance to the exact flow", title=f"{sde} ring mixture")
-    axes[0].legend(fontsize=7)
+    axes[2].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=64)
     plt.close(fig)
 
 
