@@ -5,9 +5,10 @@ from .analytic import Gaussian, GaussianMixture
 from .correctors import CORRECTORS, AnnealedLangevin, Corrector, LangevinCorrector, NoCorrector, get_corrector
 from .grids import karras_grid, log_sigma_grid, make_grid, uniform_grid
 from .likelihood import DIVERGENCES, bits_per_dim, dequantization_offset, log_likelihood
-from .predictors import (
+from .predictors import (  # the stochastic few-step predictors are registered (and re-exported) there
     PREDICTORS,
     AncestralSampling,
+    EDMStochastic,
     EulerMaruyama,
     NoPredictor,
     Predictor,
@@ -15,6 +16,7 @@ from .predictors import (
     ProbabilityFlowHeun,
     ProbabilityFlowRK4,
     ReverseDiffusion,
+    SDEDPMSolverPP2M,
     get_predictor,
 )
 from .sampling import ODE_METHODS, ode_sample, pc_sample
@@ -45,6 +47,8 @@ __all__ = [
     "ProbabilityFlowEuler",
     "ProbabilityFlowHeun",
     "ProbabilityFlowRK4",
+    "EDMStochastic",
+    "SDEDPMSolverPP2M",
     "PREDICTORS",
     "get_predictor",
     "Corrector",

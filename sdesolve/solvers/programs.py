@@ -22,8 +22,12 @@ from torch import Tensor
 from ..grids import _times_for_levels
 from ..sde import LinearSDE, ScoreFn
 from .fused import Kernel, TimeTable, axpy_, time_dtype
+from .noise import NoiseSource
 
-__all__ = ["Point", "Form", "Schedule", "IntervalProgram", "ProgramBuilder", "ProgramKernel"]
+__all__ = ["Point", "Form", "Schedule", "NOISE", "IntervalProgram", "ProgramBuilder", "ProgramKernel"]
+
+NOISE = "noise"
+"""Stage marker: a standard-normal draw from the run's noise source into the bank (stochastic samplers)."""
 
 
 @dataclass(frozen=True)
@@ -113,16 +117,16 @@ class IntervalProgram:
 
     A stage ``(point, form)`` stores $D$ at the state ``form`` and time ``point`` in the next bank slot; a stage
     ``(None, form)`` stores the combination ``form`` itself (history that depends on the state, e.g. iPNDM's
-    derivatives), with no score evaluation.
+    derivatives), with no score evaluation; ``(NOISE, _)`` stores a standard-normal draw.
     """
 
-    stages: list[tuple[Point | None, Form]]
+    stages: list[tuple[Point | str | None, Form]]
     update: Form
 
     @property
     def nfe(self) -> int:
         """Score evaluations of the interval."""
-        return sum(point is not None for point, _ in self.stages)
+        return sum(isinstance(point, Point) for point, _ in self.stages)
 
 
 class ProgramBuilder:
@@ -136,7 +140,7 @@ class ProgramBuilder:
 
     def __init__(self) -> None:
         self.programs: list[IntervalProgram] = []
-        self._stages: list[tuple[Point | None, Form]] = []
+        self._stages: list[tuple[Point | str | None, Form]] = []
         self._count = 0
 
     def evaluate(self, point: Point, at: Form) -> Form:
@@ -147,7 +151,11 @@ class ProgramBuilder:
         """Store the combination ``form`` as a bank vector (kept across intervals); return its form."""
         return self._store(None, form)
 
-    def _store(self, point: Point | None, form: Form) -> Form:
+    def noise(self) -> Form:
+        """Draw a standard normal (shaped like the state) from the run's noise source; return its form."""
+        return self._store(NOISE, Form())
+
+    def _store(self, point: Point | str | None, form: Form) -> Form:
         self._stages.append((point, form))
         self._count += 1
         return Form(0.0, {self._count - 1: 1.0})
@@ -164,7 +172,7 @@ def _ring_size(programs: Iterable[IntervalProgram]) -> int:
     size, newest = 1, -1
     for program in programs:
         for point, form in program.stages:
-            size = max(size, *(newest - k + (1 if point is not None else 2) for k in form.d), 1)
+            size = max(size, *(newest - k + (2 if point is None else 1) for k in form.d), 1)
             newest += 1
         size = max(size, *(newest - k + 1 for k in program.update.d), 1)
     return size
@@ -178,12 +186,23 @@ class ProgramKernel(Kernel):
         score_fn: the score.
         times: the grid (stage times at grid points reuse its ``[B]`` views).
         x: the state (device, dtype and shape of the buffers).
+        noise: the run's noise source (needed by programs with `NOISE` stages): the first draw of interval ``i``
+            is its predictor draw, further ones its corrector draws ``j = 0, 1, ...``.
     """
 
-    def __init__(self, programs: list[IntervalProgram], score_fn: ScoreFn, times: TimeTable, x: Tensor) -> None:
+    def __init__(
+        self,
+        programs: list[IntervalProgram],
+        score_fn: ScoreFn,
+        times: TimeTable,
+        x: Tensor,
+        noise: NoiseSource | None = None,
+    ) -> None:
         if len(programs) != len(times) - 1:
             raise ValueError(f"need one program per interval ({len(times) - 1}), got {len(programs)}")
-        self.programs, self.score_fn = programs, score_fn
+        self.programs, self.score_fn, self.noise, self.times = programs, score_fn, noise, times
+        if noise is None and any(p == NOISE for prog in programs for p, _ in prog.stages):
+            raise ValueError("a stochastic program needs a noise source (noise=None)")
         self.total_nfe = sum(p.nfe for p in programs)
         self.nfe = max((p.nfe for p in programs), default=0)
         grid_times = dict(zip(times.values, times.batch, strict=True))
@@ -192,7 +211,7 @@ class ProgramKernel(Kernel):
         def batch(t: float) -> Tensor:
             return grid_times.get(t) if t in grid_times else torch.tensor(t, dtype=tdt, device=x.device).expand(len(x))
 
-        self.stage_times = [[None if p is None else batch(p.t) for p, _ in prog.stages] for prog in programs]
+        self.stage_times = [[batch(p.t) if isinstance(p, Point) else None for p, _ in prog.stages] for prog in programs]
         # a half-precision state is upcast inside the step: σ² and 1/α reach ~1e6 on VE (float16 max 65504)
         self.upcast = tdt != x.dtype
         self.ring = [torch.empty_like(x, dtype=tdt) for _ in range(_ring_size(programs))]
@@ -215,11 +234,16 @@ class ProgramKernel(Kernel):
     def __call__(self, x: Tensor, i: int, last: bool) -> None:
         program, g = self.programs[i], self.first[i]
         xw = self.xbuf.copy_(x) if self.upcast else x
+        draws = 0
         for (point, form), t in zip(program.stages, self.stage_times[i], strict=True):
             d = self.ring[g % len(self.ring)]
             g += 1
             if point is None:
                 self._combine(d, xw, form)
+                continue
+            if point == NOISE:
+                self._draw(d, i, draws)
+                draws += 1
                 continue
             y = xw if form.is_state() else self._combine(self.ybuf, xw, form)
             s = self.score_fn(y.to(x.dtype) if self.upcast else y, t)
@@ -228,6 +252,13 @@ class ProgramKernel(Kernel):
         self._combine(xw, xw, program.update)
         if self.upcast:
             x.copy_(xw)
+
+    def _draw(self, out: Tensor, i: int, j: int) -> None:
+        t = self.times.values
+        if j == 0:
+            self.noise.predictor(out, i, t[i], t[i + 1])
+        else:
+            self.noise.corrector(out, i, j - 1, t[i])
 
 
 ProgramFn = Callable[[Schedule], list[IntervalProgram]]
