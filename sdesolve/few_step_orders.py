@@ -30,7 +30,16 @@ from .solvers.fused import RunSpec, TimeTable
 from .solvers.loop import run
 from .solvers.noise import NoiseSource
 
-__all__ = ["FLOW_STEPS", "MIXTURE_METHODS", "flow_steps", "expected_flow_order", "flow_errors", "sde_weak_errors"]
+__all__ = [
+    "FLOW_STEPS",
+    "MIXTURE_METHODS",
+    "WEAK_STEPS",
+    "flow_steps",
+    "expected_flow_order",
+    "flow_errors",
+    "sde_weak_errors",
+    "few_step_study",
+]
 
 FLOW_STEPS = {
     ("gaussian", 1): (20, 40, 80, 160),
@@ -146,3 +155,24 @@ def sde_weak_errors(
         m, v = a * p_t.mean + b, a**2 * p_t.std**2 + (c**2).sum()
         errors.append(max(float((v / p_eps.std**2 - 1).abs().max()), float(((m - p_eps.mean) / p_eps.std).abs().max())))
     return np.asarray(errors)
+
+
+WEAK_STEPS = {"sde_dpm_solver_pp_2m": (64, 128, 256, 512), "edm_stochastic": (256, 512, 1024, 2048)}
+"""Stochastic few-step predictors: step counts in the asymptotic range of their exact weak errors (VP local slopes
+of SDE-DPM-Solver++(2M) 1.94, 2.01, 2.05, 2.11 from 32 to 512; EDM's churn is capped at γ = √2 − 1 up to
+N = churn/(√2 − 1) ≈ 193, so from 256: 1.89, 1.94, 1.97)."""
+
+
+def few_step_study(sde: LinearSDE, name: str, data: str, dist: Gaussian | GaussianMixture):
+    """``(kind, steps, errors, expected)`` of a few-step solver (flow map) or stochastic few-step predictor (exact
+    weak errors, Gaussian data only: its first coordinate, the others being iid), or None where not measured."""
+    if name in WEAK_STEPS:
+        if data != "gaussian":
+            return None
+        first = Gaussian(dist.mean.reshape(-1)[:1], dist.std.reshape(-1)[:1])
+        steps = WEAK_STEPS[name]
+        return "weak", steps, sde_weak_errors(sde, name, first, steps), float(get_predictor(name, sde).weak_order)
+    if data == "mixture" and name not in MIXTURE_METHODS:
+        return None
+    steps = flow_steps(name, data)
+    return "strong", steps, flow_errors(sde, name, dist, steps), expected_flow_order(name, data)

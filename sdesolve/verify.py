@@ -32,7 +32,7 @@ from torch import Tensor
 
 from ._utils import check_choice, check_int, check_positive
 from .analytic import Gaussian, GaussianMixture
-from .few_step_orders import MIXTURE_METHODS, expected_flow_order, flow_errors, flow_steps
+from .few_step_orders import WEAK_STEPS, few_step_study
 from .grids import uniform_grid
 from .predictors import PREDICTORS, Predictor, get_predictor
 from .problems import gaussian_data, ring_mixture
@@ -468,8 +468,9 @@ def error_vs_nfe(
 # -- the verification matrix ----------------------------------------------------------------------------------
 SUITE_PREDICTORS = ("euler_maruyama", "reverse_diffusion", "ancestral", "pf_euler", "pf_heun", "pf_rk4")
 SUITE_PREDICTORS_CLS = {name: PREDICTORS[name] for name in SUITE_PREDICTORS}
-SUITE_FEW_STEP = tuple(FEW_STEP)
-"""Few-step ODE solvers: pathwise flow-map errors on the logSNR grid (`sdesolve.few_step_orders`)."""
+SUITE_FEW_STEP = (*FEW_STEP, *WEAK_STEPS)
+"""Few-step ODE solvers (flow-map errors) and stochastic few-step predictors (exact weak errors), on the logSNR
+grid (`sdesolve.few_step_orders`)."""
 SUITE_DATA: dict[str, Callable[[], Data]] = {
     "gaussian": lambda: gaussian_data(2, dtype=torch.float64),
     "mixture": lambda: ring_mixture(dtype=torch.float64),
@@ -571,8 +572,9 @@ def run_suite(
 ) -> list[SuiteRow]:
     """Measure every claimed order of {VE, VP, sub-VP} × predictors × {Gaussian, mixture}.
 
-    ``predictors`` may name few-step ODE solvers (`SUITE_FEW_STEP`): their rows are flow-map errors from the
-    same prior samples against `Gaussian.flow` (Gaussian) or a tight Dormand–Prince solve (mixture).
+    ``predictors`` may name few-step samplers (`SUITE_FEW_STEP`): ODE solvers' rows are flow-map errors from the
+    same prior samples against `Gaussian.flow` (Gaussian) or a tight Dormand–Prince solve (mixture); the stochastic
+    ones' rows exact weak errors on Gaussian data (`sdesolve.few_step_orders`).
 
     ``quick`` (Gaussian data only, < 1 min on 2 cores) uses tolerance ±0.15, 4 step counts (8×) and 128 paths on a
     srk reference of 512 steps; the full suite ±0.1, 6 step counts (32×), 512 paths, srk at 4096 steps, and
@@ -590,12 +592,10 @@ def run_suite(
         for data_name in data:
             dist = SUITE_DATA[check_choice("data", data_name, tuple(SUITE_DATA))]()
             for name in (p for p in predictors if p in SUITE_FEW_STEP):
-                if data_name == "mixture" and name not in MIXTURE_METHODS:
+                if (case := few_step_study(sde, name, data_name, dist)) is None:
                     continue
-                expected = expected_flow_order(name, data_name)
-                steps = flow_steps(name, data_name)
-                errors = flow_errors(sde, name, dist, steps)
-                study = OrderStudy("strong", "flow map, logSNR grid", steps, errors, np.zeros_like(errors), expected)
+                kind, steps, errors, expected = case
+                study = OrderStudy(kind, "exact, logSNR grid", steps, errors, np.zeros_like(errors), expected)
                 rows.append(SuiteRow(type(sde).__name__, data_name, name, study, tol))
                 if progress is not None:
                     progress(rows[-1])

@@ -11,7 +11,7 @@ import torch
 
 import sdesolve as S
 from benchmarks._kdiffusion import load_sampling, run_on_flow
-from sdesolve.few_step_orders import sde_weak_errors
+from sdesolve.few_step_orders import WEAK_STEPS, sde_weak_errors
 from sdesolve.grids import make_grid
 from sdesolve.solvers.fused import RunSpec, TimeTable
 from sdesolve.solvers.loop import run
@@ -84,11 +84,6 @@ def test_sde_dpm_solver_pp_2m_equals_kdiffusion(sde_name):
     ref = run_on_flow(KD.sample_dpmpp_2m_sde, sde, score, t_grid, x_t, eta=1.0, noise_sampler=lambda s, s1: next(queue))
     ours = _ours("sde_dpm_solver_pp_2m", sde, score, t_grid, x_t, draws, False)  # k-diffusion adds the last noise
     torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-10)
-
-
-# Step counts in the asymptotic range: SDE-DPM-Solver++(2M) from 64 (VP local slopes 1.94, 2.01, 2.05, 2.11 from
-# 32 to 512); EDM's churn is capped at γ = √2 − 1 until N = churn/(√2 − 1) ≈ 193, so from 256 (1.89, 1.94, 1.97).
-WEAK_STEPS = {"sde_dpm_solver_pp_2m": (64, 128, 256, 512), "edm_stochastic": (256, 512, 1024, 2048)}
 
 
 @pytest.mark.parametrize("sde_name", list(SDES))
