@@ -22,7 +22,7 @@ import torch
 
 from .analytic import Gaussian, GaussianMixture
 from .grids import make_grid
-from .predictors import get_predictor
+from .predictors import Predictor, get_predictor
 from .sampling import ode_sample
 from .sde import LinearSDE
 from .solvers.few_step import FEW_STEP
@@ -115,15 +115,19 @@ def flow_errors(
 
 
 class _ProbeNoise(NoiseSource):
-    """Interval i's draw is the unit vector of row ``2 + i`` (rows 0, 1: no noise): the run is affine in
-    $(x_T, z_0, z_1, \\dots)$, so one batched run reads off every coefficient."""
+    r"""The k-th draw of the run is the unit vector of row ``2 + k`` (rows 0, 1: no noise): the run is affine in
+    $(x_T, z_0, z_1, \dots)$, so one batched run reads off every coefficient."""
+
+    def __init__(self) -> None:
+        self.count = 0
 
     def predictor(self, out, i, t, t_next):
-        out.zero_()[2 + i] = 1.0
+        out.zero_()[2 + self.count] = 1.0
+        self.count += 1
         return out
 
     def corrector(self, out, i, j, t):
-        raise ValueError("the probe propagation handles one draw per interval")
+        return self.predictor(out, i, t, t)
 
     def snapshot(self, device):
         return None
@@ -133,12 +137,20 @@ class _ProbeNoise(NoiseSource):
 
 
 def sde_weak_errors(
-    sde: LinearSDE, predictor: str, data: Gaussian, steps: tuple[int, ...], eps: float = 1e-3
+    sde: LinearSDE,
+    predictor: str | Predictor,
+    data: Gaussian,
+    steps: tuple[int, ...],
+    eps: float = 1e-3,
+    extra_draws: int = 0,
 ) -> np.ndarray:
     r"""Exact weak errors of a stochastic few-step predictor on 1-D Gaussian data, from the exact $p_T$.
 
     The sample is $y = a\,x_T + b + \sum_i c_i z_i$ with independent normals, read off one batched run on probes
     ($x_T = 0, 1$; a unit draw per interval), so $m = a m_T + b$ and $v = a^2 v_T + \sum_i c_i^2$ exactly.
+
+    Args:
+        extra_draws: draws beyond one per interval (Restart's re-noisings).
 
     Returns:
         ``[len(steps)]`` values of max(|v/v_eps − 1|, |m − m_eps|/√v_eps) on the logSNR grid.
@@ -146,9 +158,9 @@ def sde_weak_errors(
     p_t, p_eps = data.marginal(sde, sde.T), data.marginal(sde, eps)
     score, errors = data.score_fn(sde), []
     for n in steps:
-        times = TimeTable(make_grid("logsnr", sde, n, eps, dtype=torch.float64), torch.zeros(n + 2, 1))
-        x = torch.zeros(n + 2, 1, dtype=torch.float64)
+        x = torch.zeros(n + 2 + extra_draws, 1, dtype=torch.float64)
         x[1] = 1.0
+        times = TimeTable(make_grid("logsnr", sde, n, eps, dtype=torch.float64), x)
         kernel = get_predictor(predictor, sde).kernel(score, times, x, RunSpec(_ProbeNoise()))
         y = run(kernel, x, times, check_finite=False)[:, 0]
         a, b, c = y[1] - y[0], y[0], y[2:] - y[0]

@@ -268,9 +268,9 @@ PREDICTORS: dict[str, type[Predictor]] = {
 }
 
 # stochastic few-step samplers (step programs, built on Predictor above): registered by name here too
-from .few_step_predictors import EDMStochastic, SDEDPMSolverPP2M  # noqa: E402
+from .few_step_predictors import EDMStochastic, Restart, SDEDPMSolverPP2M  # noqa: E402
 
-PREDICTORS |= {"edm_stochastic": EDMStochastic, "sde_dpm_solver_pp_2m": SDEDPMSolverPP2M}
+PREDICTORS |= {"edm_stochastic": EDMStochastic, "sde_dpm_solver_pp_2m": SDEDPMSolverPP2M, "restart": Restart}
 
 
 def get_predictor(predictor: str | Predictor | None, sde: SDE) -> Predictor:

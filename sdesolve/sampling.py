@@ -166,7 +166,8 @@ def pc_sample(
     x = run(step, x, times, noise=noise, check_finite=check_finite, progress=progress, desc="pc_sample")
     n = len(times) - 1
     if return_info:
-        return x, {"nfe": n * (pred.nfe + corr.nfe), "steps": n, "grid": times.device}
+        nfe = n * corr.nfe + getattr(predictor_kernel, "total_nfe", n * pred.nfe)  # step programs count their own
+        return x, {"nfe": nfe, "steps": n, "grid": times.device}
     return x
 
 

@@ -124,3 +124,35 @@ def test_edm_stochastic_rejects_a_churn_above_T():
                     steps=10)  # fmt: skip
     with pytest.raises(ValueError, match="churn"):
         S.PREDICTORS["edm_stochastic"](sde, churn=-1.0)
+
+
+def test_restart_counts_its_evaluations():
+    sde = SDES["vp"]
+    score = S.Gaussian(torch.zeros(1), torch.ones(1)).score_fn(sde)
+    pred = S.Restart(sde, restarts=3, inner_steps=5)
+    _, info = S.pc_sample(sde, score, (8, 1), predictor=pred, corrector=None, steps=10, grid="logsnr",
+                          generator=torch.Generator().manual_seed(0), return_info=True)  # fmt: skip
+    assert info["nfe"] == 2 * 10 + 2 * 3 * 5
+
+
+def test_restart_contracts_the_error_inherited_at_s_min():
+    # Re-noising N(m, v) at s_min exactly to s_max and flowing back (64 Heun steps: ~exact) scales the deviation
+    # from p_{s_min} by v(s_min)/v(s_max) < 1 in variance (standardised coordinates are kept by the flow), so
+    # each restart shrinks the error: strictly decreasing in K, from Heun's (K = 0), exact propagation.
+    sde = SDES["vp"]
+    data = S.Gaussian(torch.tensor([0.3], dtype=torch.float64), torch.tensor([0.5], dtype=torch.float64))
+    heun = sde_weak_errors(sde, S.EDMStochastic(sde, churn=0.0), data, (20,))[0]
+    errors = [heun] + [
+        sde_weak_errors(sde, S.Restart(sde, restarts=k, inner_steps=64), data, (20,), extra_draws=k)[0]
+        for k in (1, 2, 4)
+    ]
+    assert all(a > b for a, b in zip(errors, errors[1:], strict=False)), errors
+
+
+def test_restart_window_validated():
+    sde = SDES["vp"]
+    score = S.Gaussian(torch.zeros(1), torch.ones(1)).score_fn(sde)
+    with pytest.raises(ValueError, match="s_max"):
+        S.pc_sample(sde, score, (2, 1), predictor=S.Restart(sde, s_min=0.5, s_max=0.3), corrector=None, steps=4)
+    with pytest.raises(ValueError, match="restarts"):
+        S.Restart(sde, restarts=0)
