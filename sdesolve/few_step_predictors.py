@@ -1,6 +1,6 @@
-r"""Stochastic few-step samplers as predictors for `pc_sample`: EDM's churn sampler and SDE-DPM-Solver++(2M).
+r"""Stochastic few-step samplers as predictors for `pc_sample`: EDM's churn sampler, SDE-DPM-Solver++(2M), Restart.
 
-Both are step programs (`sdesolve.solvers.programs`) drawing their normals from the run's noise source, so a
+All are step programs (`sdesolve.solvers.programs`) drawing their normals from the run's noise source, so a
 generator, per-sample seeds or a Brownian path drive them like every other predictor. Their `step` runs one
 interval on its own (a multistep method's first, lower-order step); `pc_sample` runs the whole grid.
 """
@@ -25,7 +25,7 @@ __all__ = ["ProgramPredictor", "EDMStochastic", "SDEDPMSolverPP2M", "Restart"]
 
 
 class _GivenNoise(NoiseSource):
-    """The one draw of a single `Predictor.step`: the caller's ``noise`` or the generator's."""
+    """Draws of a single `Predictor.step`: the step's draw is ``noise``; further draws (Restart's) the generator's."""
 
     def __init__(self, noise: Tensor, generator: torch.Generator | None) -> None:
         self.noise, self.generator = noise, generator

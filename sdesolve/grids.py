@@ -86,7 +86,7 @@ def karras_grid(sde: SDE, steps: int, eps: float = 1e-3, rho: float = 7.0, devic
 
 # "logsnr" (uniform in λ = log(α/σ), DPM-Solver's grid) is log_sigma_grid: σ̃ = exp(-λ), so a geometric σ̃ is a
 # uniform λ (one formula, two names).
-GRIDS = {"uniform": uniform_grid, "log_sigma": log_sigma_grid, "logsnr": log_sigma_grid, "karras": karras_grid}
+GRIDS = {"uniform": uniform_grid, "log_sigma": log_sigma_grid, "karras": karras_grid, "logsnr": log_sigma_grid}
 
 
 def make_grid(grid: str | Tensor | None, sde: SDE, steps: int, eps: float, device=None, dtype=None) -> Tensor:
