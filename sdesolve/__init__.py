@@ -1,6 +1,7 @@
 """sdesolve: numerically verified score-based diffusion SDEs in PyTorch."""
 
 from .adapters import score_from_eps, score_from_sigma_model, score_from_x0
+from .adaptive_sampling import sde_adaptive_sample
 from .analytic import Gaussian, GaussianMixture
 from .correctors import CORRECTORS, AnnealedLangevin, Corrector, LangevinCorrector, NoCorrector, get_corrector
 from .grids import karras_grid, log_sigma_grid, make_grid, uniform_grid
@@ -61,6 +62,7 @@ __all__ = [
     "get_corrector",
     "pc_sample",
     "ode_sample",
+    "sde_adaptive_sample",
     "ODE_METHODS",
     "log_likelihood",
     "bits_per_dim",
