@@ -16,7 +16,7 @@ import torch
 import sdesolve as S
 from benchmarks._kdiffusion import load_sampling, run_on_flow
 from sdesolve.few_step_orders import MIXTURE_METHODS, expected_flow_order, flow_errors, flow_steps
-from sdesolve.grids import make_grid
+from sdesolve.grids import make_grid, noise_level
 from sdesolve.problems import gaussian_data, ring_mixture
 from sdesolve.solvers.exponential import exp_weights
 from sdesolve.solvers.few_step import FEW_STEP
@@ -206,3 +206,35 @@ def test_half_precision_upcast_inside_the_step(method, dtype, unit):
     y = S.ode_sample(sde, score, x_t.shape, method=method, steps=20, x_init=x_t.to(dtype), grid="logsnr", dtype=dtype)
     assert y.dtype == dtype
     assert float((y.double() - ref).abs().max() / ref.abs().max()) < 20 * unit
+
+
+@pytest.mark.parametrize("lower_order_final", [False, True])
+@pytest.mark.parametrize("order", [2, 3])
+def test_unipc_equals_diffusers_scheduler(order, lower_order_final):
+    # diffusers' UniPCMultistepScheduler (bh2, data prediction) maps σ̃ to α = 1/sqrt(1 + σ̃²), σ = σ̃ α: the VP SDE's
+    # own α, σ (α² + σ² = 1). Its sigmas are replaced by our grid's σ̃ (timesteps are labels: the model reads the
+    # grid by index); the model returns ε = -σ s. Both float64: equal to rounding. lower_order_final applies below
+    # 15 steps in diffusers, so at 12 steps too.
+    diffusers = pytest.importorskip("diffusers")
+    from sdesolve.solvers.fused import TimeTable
+    from sdesolve.solvers.loop import run
+    from sdesolve.solvers.programs import ProgramKernel, Schedule
+    from sdesolve.solvers.unipc import unipc
+
+    sde, n = SDES["vp"], 12
+    score = _mixture().score_fn(sde)
+    t_grid = make_grid("logsnr", sde, n, EPS, dtype=torch.float64)
+    x_t = sde.prior_sampling((16, 2), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    times = TimeTable(t_grid, x_t)
+    programs = unipc(Schedule(sde, times), order, lower_order_final=lower_order_final)
+    ours = run(ProgramKernel(programs, score, times, x_t), x_t.clone(), times)
+    sch = diffusers.UniPCMultistepScheduler(
+        solver_order=order, lower_order_final=lower_order_final, solver_type="bh2", predict_x0=True
+    )
+    sch.set_timesteps(n)
+    sch.sigmas, sch.timesteps = noise_level(sde, t_grid), torch.arange(n)
+    x = x_t.clone()
+    for i in range(n):
+        t = t_grid[i].expand(len(x))
+        x = sch.step(-sde.std(t)[:, None] * score(x, t), sch.timesteps[i], x).prev_sample
+    torch.testing.assert_close(ours, x, rtol=1e-10, atol=1e-10)
