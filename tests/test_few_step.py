@@ -60,11 +60,7 @@ def test_measured_order_gaussian(method, sde_name):
 
 @pytest.mark.parametrize(
     ("method", "sde_name"),
-    [
-        pytest.param(m, s, marks=() if (m, s) == ("dpm_solver_pp_3m", "vp") else pytest.mark.slow)
-        for m in MIXTURE_METHODS
-        for s in SDES
-    ],
+    [(m, s) for m in MIXTURE_METHODS for s in SDES],
 )
 def test_measured_order_mixture(method, sde_name):
     # against Dormand–Prince at rtol = atol = 1e-11 (error ≤ 1.3e-8, < 0.3% of the smallest error fitted)
