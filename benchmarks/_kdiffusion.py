@@ -32,3 +32,35 @@ def load_sampling() -> types.ModuleType | None:
     sys.modules["k_diffusion.sampling"] = module
     module_spec.loader.exec_module(module)
     return module
+
+
+def run_on_flow(sampler, sde, score, t_grid, x_t, **kwargs):
+    """k-diffusion's ``sampler`` on our flow: σ̃ = σ/α of ``t_grid``, state x̃ = x/α, mapped back to x at the end.
+
+    The denoiser is Tweedie's $D(\\tilde x, \\tilde\\sigma) = (x + \\sigma^2 s(x, t))/\\alpha$ at $x = \\alpha\\tilde x$, with t
+    looked up from the grid's σ̃ (k-diffusion calls the model with a ``[B]`` tensor of one level), or found by
+    bisection for a level off the grid (EDM's churned σ̂).
+    """
+    import torch
+
+    from sdesolve.grids import _times_for_levels
+
+    levels = (sde.std(t_grid) / sde.mean_coeff(t_grid)).to(torch.float64)
+    time_of = dict(zip(levels.tolist(), t_grid.tolist(), strict=True))
+    alpha = sde.mean_coeff(t_grid)
+
+    def time(level: float) -> float:
+        if level not in time_of:
+            time_of[level] = float(
+                _times_for_levels(sde, torch.tensor([level], dtype=torch.float64), float(t_grid[-1]))
+            )
+        return time_of[level]
+
+    def denoiser(xt, sigma):
+        t = torch.full((len(xt),), time(sigma[0].item()), dtype=xt.dtype)
+        shape = (-1,) + (1,) * (xt.ndim - 1)
+        a, s = sde.mean_coeff(t).reshape(shape), sde.std(t).reshape(shape)
+        x = a * xt
+        return (x + s**2 * score(x, t)) / a
+
+    return sampler(denoiser, x_t / alpha[0], levels.to(x_t.dtype), disable=True, **kwargs) * alpha[-1]

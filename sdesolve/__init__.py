@@ -1,6 +1,7 @@
 """sdesolve: numerically verified score-based diffusion SDEs in PyTorch."""
 
 from .adapters import score_from_eps, score_from_sigma_model, score_from_x0
+from .adaptive_sampling import sde_adaptive_sample
 from .analytic import Gaussian, GaussianMixture, MultivariateGaussian, MultivariateGaussianMixture
 from .conditional import (
     LinearObservation,
@@ -26,16 +27,19 @@ from .correctors import (
 )
 from .grids import karras_grid, log_sigma_grid, make_grid, uniform_grid
 from .likelihood import DIVERGENCES, bits_per_dim, dequantization_offset, log_likelihood
-from .predictors import (
+from .predictors import (  # the stochastic few-step predictors are registered (and re-exported) there
     PREDICTORS,
     AncestralSampling,
+    EDMStochastic,
     EulerMaruyama,
     NoPredictor,
     Predictor,
     ProbabilityFlowEuler,
     ProbabilityFlowHeun,
     ProbabilityFlowRK4,
+    Restart,
     ReverseDiffusion,
+    SDEDPMSolverPP2M,
     get_predictor,
 )
 from .sampling import ODE_METHODS, ode_sample, pc_sample
@@ -76,6 +80,9 @@ __all__ = [
     "ProbabilityFlowEuler",
     "ProbabilityFlowHeun",
     "ProbabilityFlowRK4",
+    "EDMStochastic",
+    "SDEDPMSolverPP2M",
+    "Restart",
     "PREDICTORS",
     "get_predictor",
     "Corrector",
@@ -90,6 +97,7 @@ __all__ = [
     "sigma_rule_step",
     "pc_sample",
     "ode_sample",
+    "sde_adaptive_sample",
     "ODE_METHODS",
     "log_likelihood",
     "bits_per_dim",

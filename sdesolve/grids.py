@@ -84,11 +84,13 @@ def karras_grid(sde: SDE, steps: int, eps: float = 1e-3, rho: float = 7.0, devic
     return _from_levels(sde, levels, eps, device, dtype)
 
 
-GRIDS = {"uniform": uniform_grid, "log_sigma": log_sigma_grid, "karras": karras_grid}
+# "logsnr" (uniform in λ = log(α/σ), DPM-Solver's grid) is log_sigma_grid: σ̃ = exp(-λ), so a geometric σ̃ is a
+# uniform λ (one formula, two names).
+GRIDS = {"uniform": uniform_grid, "log_sigma": log_sigma_grid, "karras": karras_grid, "logsnr": log_sigma_grid}
 
 
 def make_grid(grid: str | Tensor | None, sde: SDE, steps: int, eps: float, device=None, dtype=None) -> Tensor:
-    """Resolve a grid given by name (``"uniform"``, ``"log_sigma"``, ``"karras"``) or as a tensor.
+    """Resolve a grid given by name (``"uniform"``, ``"log_sigma"``, ``"logsnr"``, ``"karras"``) or as a tensor.
 
     A tensor grid must be 1-D, strictly decreasing, with at least two points inside ``(0, T]``.
     """

@@ -267,6 +267,11 @@ PREDICTORS: dict[str, type[Predictor]] = {
     "pf_rk4": ProbabilityFlowRK4,
 }
 
+# stochastic few-step samplers (step programs, built on Predictor above): registered by name here too
+from .few_step_predictors import EDMStochastic, Restart, SDEDPMSolverPP2M  # noqa: E402
+
+PREDICTORS |= {"edm_stochastic": EDMStochastic, "sde_dpm_solver_pp_2m": SDEDPMSolverPP2M, "restart": Restart}
+
 
 def get_predictor(predictor: str | Predictor | None, sde: SDE) -> Predictor:
     """Resolve a predictor given by registry name, instance, or None (= ``NoPredictor``)."""

@@ -34,7 +34,7 @@ from .solvers.brownian_tree import SampleBrownianTree, TreeNoise
 from .solvers.fused import RunSpec, TimeTable, time_dtype
 from .solvers.loop import run
 from .solvers.noise import Brownian, BrownianNoise, GeneratorNoise, NoiseSource
-from .solvers.ode import FIXED, ODE_METHODS, integrate
+from .solvers.ode import FIXED_STEP, ODE_METHODS, integrate
 from .solvers.runge_kutta import FlowTerm
 from .solvers.seeded import KeyedNormal, SeededNoise, seeds_for
 
@@ -110,9 +110,9 @@ def _resolve_grid(sde: SDE, grid, steps: int | None, eps: float) -> Tensor:
 def _fixed_grid(sde: SDE, method: str, steps: int | None, grid, eps: float) -> Tensor | None:
     """Validate ``steps``/``grid`` against ``method``: the float64 decreasing grid of a fixed-step method, else None."""
     check_choice("method", method, ODE_METHODS)
-    if method not in FIXED:
+    if method not in FIXED_STEP:
         if steps is not None or grid is not None:
-            raise ValueError(f"steps/grid apply to fixed-step methods (euler, heun, rk4), not method={method!r}")
+            raise ValueError(f"steps/grid apply to fixed-step methods ({', '.join(FIXED_STEP)}), not method={method!r}")
         return None
     if steps is None and (grid is None or isinstance(grid, str)):
         raise ValueError(f"method={method!r} is fixed-step: pass steps= or a grid tensor")
@@ -227,7 +227,8 @@ def pc_sample(
     x = run(step, x, times, noise=noise, check_finite=check_finite, progress=progress, desc="pc_sample").to(out_dtype)
     n = len(times) - 1
     if return_info:
-        return x, {"nfe": n * (pred.nfe + corr.nfe), "steps": n, "grid": times.device}
+        nfe = n * corr.nfe + getattr(predictor_kernel, "total_nfe", n * pred.nfe)  # step programs count their own
+        return x, {"nfe": nfe, "steps": n, "grid": times.device}
     return x
 
 
@@ -259,7 +260,8 @@ def ode_sample(
         shape: ``[B, *event]``.
         method: ``"dopri5"`` (adaptive Dormand–Prince on device), ``"euler"``, ``"heun"``, ``"rk4"`` (fixed
             steps on ``grid``/``steps``, on the fused loop), ``"scipy_rk45"`` (score_sde's host path) or
-            ``"torchdiffeq_dopri5"`` (both kept for comparison).
+            ``"torchdiffeq_dopri5"`` (both kept for comparison), or a few-step solver on the fused loop
+            (`sdesolve.solvers.few_step.FEW_STEP`: ``"ddim"``, ``"edm_heun"``, ``"dpm_solver_pp_2m"``, ...).
         rtol: relative tolerance of the adaptive methods.
         atol: absolute tolerance of the adaptive methods.
         steps: number of intervals of the fixed-step grid (as in `pc_sample`).
@@ -282,7 +284,7 @@ def ode_sample(
     eps = check_positive("eps", eps)
     x, _ = _initial_state(sde, shape, x_init, generator, device, dtype, seeds)
     out_dtype = x.dtype
-    if method in FIXED:
+    if method in FIXED_STEP:
         rtol, atol = check_positive("rtol", rtol), check_positive("atol", atol)
     else:  # a tolerance under the state's resolution can never be met: dopri5 would creep to max_steps
         rtol, atol = (

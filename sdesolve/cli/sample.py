@@ -27,7 +27,7 @@ from ..predictors import PREDICTORS
 from ..problems import ring_mixture
 from ..sampling import ODE_METHODS, ode_sample, pc_sample
 from ..sde import get_sde
-from ..solvers.ode import FIXED
+from ..solvers.ode import FIXED_STEP
 from ._common import check_device, option, reported, writable_dir
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -117,7 +117,7 @@ def _run(sde_obj, n, seed, device, torch_dtype, predictor, corrector, steps, snr
     device = distributed.local_device(device)
     score_fn = ring_mixture(torch_dtype, device=device).score_fn(sde_obj)
     common = dict(eps=EPS, device=device, dtype=torch_dtype, return_info=True)
-    fixed = check_choice("method", method, ODE_METHODS) in FIXED
+    fixed = check_choice("method", method, ODE_METHODS) in FIXED_STEP
     infos = []
 
     def sampler(seeds: torch.Tensor) -> torch.Tensor:

@@ -11,13 +11,16 @@ import torch
 from torch import Tensor
 
 from .dopri5 import dopri5_solve
+from .few_step import FEW_STEP, few_step_solve
 from .fused import TimeTable
 from .loop import run
 from .runge_kutta import FIXED, RungeKuttaKernel, Term
 
-__all__ = ["ODE_METHODS", "FIXED", "integrate"]
+__all__ = ["ODE_METHODS", "FIXED", "FIXED_STEP", "integrate"]
 
-ODE_METHODS = ("dopri5", "euler", "heun", "rk4", "scipy_rk45", "torchdiffeq_dopri5")
+ODE_METHODS = ("dopri5", "euler", "heun", "rk4", "scipy_rk45", "torchdiffeq_dopri5", *FEW_STEP)
+FIXED_STEP = (*FIXED, *FEW_STEP)
+"""Methods that run on a fixed grid (``steps=`` or ``grid=``): Runge–Kutta and the few-step solvers."""
 
 
 def _scipy_rk45(term: Term, x: Tensor, t0: float, t1: float, rtol: float, atol: float) -> tuple[Tensor, int]:
@@ -78,6 +81,10 @@ def integrate(
         kernel = RungeKuttaKernel(FIXED[method], term, times, x, compile=compile)
         y = run(kernel, x.clone(), times, check_finite=check_finite, desc=method)
         return y, kernel.nfe * (len(times) - 1)
+    if method in FEW_STEP:
+        if compile:
+            raise ValueError(f"compile=True is not supported by the few-step method {method!r}; use compile=False")
+        return few_step_solve(method, term, x, times, check_finite=check_finite)
     if method == "dopri5":
         y, nfe, _ = dopri5_solve(term, x, t0, t1, rtol=rtol, atol=atol)
         return y, nfe

@@ -33,7 +33,7 @@ from .orders import (
     strong_order,
     weak_order,
 )
-from .suite import SUITE_PREDICTORS, SuiteRow, expected_order, run_suite, suite_cases
+from .suite import SUITE_FEW_STEP, SUITE_PREDICTORS, SuiteRow, expected_order, run_suite, suite_cases
 
 __all__ = [
     "OrderFit",
@@ -48,6 +48,7 @@ __all__ = [
     "error_vs_nfe",
     "run_suite",
     "SUITE_PREDICTORS",
+    "SUITE_FEW_STEP",
     "SuiteRow",
     "suite_cases",
     "expected_order",

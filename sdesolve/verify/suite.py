@@ -5,19 +5,25 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from .._utils import check_choice
 from ..predictors import PREDICTORS, get_predictor
 from ..problems import gaussian_data, ring_mixture
 from ..sde import SDES, get_sde
+from ..solvers.few_step import FEW_STEP
+from .few_step import WEAK_STEPS, few_step_study
 from .orders import Data, OrderStudy, strong_order, weak_order
 
-__all__ = ["run_suite", "SUITE_PREDICTORS", "SuiteRow", "suite_cases", "expected_order"]
+__all__ = ["run_suite", "SUITE_PREDICTORS", "SUITE_FEW_STEP", "SuiteRow", "suite_cases", "expected_order"]
 
 
 SUITE_PREDICTORS = ("euler_maruyama", "reverse_diffusion", "ancestral", "pf_euler", "pf_heun", "pf_rk4")
 SUITE_PREDICTORS_CLS = {name: PREDICTORS[name] for name in SUITE_PREDICTORS}
+SUITE_FEW_STEP = (*FEW_STEP, *WEAK_STEPS)
+"""Few-step ODE solvers (flow-map errors) and stochastic few-step predictors (exact weak errors), on the logSNR
+grid (`sdesolve.verify.few_step`)."""
 SUITE_DATA: dict[str, Callable[[], Data]] = {
     "gaussian": lambda: gaussian_data(2, dtype=torch.float64),
     "mixture": lambda: ring_mixture(dtype=torch.float64),
@@ -113,7 +119,7 @@ def run_suite(
     quick: bool = True,
     *,
     sdes: Sequence[str] = tuple(SDES),
-    predictors: Sequence[str] = SUITE_PREDICTORS,
+    predictors: Sequence[str] = SUITE_PREDICTORS + SUITE_FEW_STEP,
     data: Sequence[str] | None = None,
     progress: Callable[[SuiteRow], None] | None = None,
 ) -> list[SuiteRow]:
@@ -122,6 +128,10 @@ def run_suite(
     ``quick`` (Gaussian data only, < 1 min on 2 cores) uses tolerance ±0.15, 4 step counts (8×) and 128 paths on a
     srk reference of 512 steps; the full suite ±0.1, 6 step counts (32×), 512 paths, srk at 4096 steps, and
     the mixture (probability-flow predictors against scipy RK45).
+
+    ``predictors`` may name few-step samplers (`SUITE_FEW_STEP`): ODE solvers' rows are flow-map errors from the
+    same prior samples against `Gaussian.flow` (Gaussian) or a tight Dormand–Prince solve (mixture); the stochastic
+    ones' rows exact weak errors on Gaussian data (`sdesolve.verify.few_step`).
 
     Returns:
         One `SuiteRow` per (SDE, data, predictor, strong/weak claim).
@@ -134,7 +144,15 @@ def run_suite(
         sde = get_sde(sde_name)
         for data_name in data:
             dist = SUITE_DATA[check_choice("data", data_name, tuple(SUITE_DATA))]()
-            for name in predictors:
+            for name in (p for p in predictors if p in SUITE_FEW_STEP):
+                if (case := few_step_study(sde, name, data_name, dist)) is None:
+                    continue
+                kind, steps, errors, expected = case
+                study = OrderStudy(kind, "exact, logSNR grid", steps, errors, np.zeros_like(errors), expected)
+                rows.append(SuiteRow(type(sde).__name__, data_name, name, study, tol))
+                if progress is not None:
+                    progress(rows[-1])
+            for name in (p for p in predictors if p not in SUITE_FEW_STEP):
                 pred = get_predictor(check_choice("predictor", name, SUITE_PREDICTORS), sde)
                 for kind in suite_cases(data_name, name, quick):
                     steps = _suite_steps(kind, name, sde_name, data_name, quick)

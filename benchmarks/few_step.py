@@ -1,0 +1,182 @@
+r"""Error against NFE for every fixed-step ODE sampler: ``python -m benchmarks.few_step [--out DIR]``.
+
+- **VP Gaussian** (``gaussian_data(2)``, N(0.3, 0.5²)): every fixed-step solver is affine in its start for affine
+  scores, $y = a x_T + b$; two probes give $a, b$, so mean and variance at eps follow exactly from the exact
+  $p_T$: $m = a m_T + b$, $v = a^2 v_T$. Error = max(|v/v_eps − 1|, |m − m_eps|/√v_eps): no Monte Carlo error.
+- **Ring mixture** (VP and VE): RMS distance to the flow map of the same prior samples (Dormand–Prince at
+  rtol = atol = 1e-11) and the energy distance to an exact sample of p_eps, beside its floor (two exact samples).
+
+Settings are the same for every problem: the logSNR grid for the few-step solvers, the uniform t grid and the
+logSNR grid for euler/heun/rk4; k-diffusion's DPM-Solver++(3M) (``sample_dpmpp_3m_sde``, eta = 0) as an anchor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from sdesolve import VESDE, VPSDE, ode_sample
+from sdesolve.grids import make_grid
+from sdesolve.metrics import energy_distance
+from sdesolve.problems import gaussian_data, ring_mixture
+from sdesolve.solvers.few_step import FEW_STEP
+
+from ._kdiffusion import load_sampling, run_on_flow
+
+EPS = 1e-3
+STEPS = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 56, 64, 80, 96, 128, 160, 192, 256)
+NFE_TARGETS = (5, 10, 20, 40, 80, 160)
+PER_STEP = {"euler": 1, "heun": 2, "rk4": 4, "ddim": 1, "edm_heun": 2, "dpm_solver_2": 2, "dpm_solver_3": 3}
+PER_STEP |= {"dpm_solver_pp_2s": 2}
+
+
+def samplers(grid: str = "logsnr") -> list[tuple[str, str, str]]:
+    """(label, method, grid) of every sampler compared (the anchor's method is ``"kd:<sampler>"``)."""
+    rows = [(m, m, grid) for m in FEW_STEP]
+    rows += [(f"{m} (uniform t)", m, "uniform") for m in ("euler", "heun", "rk4")]
+    rows += [(f"{m} ({grid})", m, grid) for m in ("euler", "heun", "rk4")]
+    if load_sampling() is not None:
+        rows.append((f"k-diffusion dpmpp_3m ({grid})", "kd:sample_dpmpp_3m_sde", grid))
+    return rows
+
+
+def _solve(sde, score, method: str, grid: str, steps: int, x_t: torch.Tensor) -> tuple[torch.Tensor, int]:
+    if method.startswith("kd:"):
+        t_grid = make_grid(grid, sde, steps, EPS, dtype=torch.float64)
+        sampler = getattr(load_sampling(), method[3:])
+        return run_on_flow(sampler, sde, score, t_grid, x_t, eta=0.0, noise_sampler=lambda a, b: None), steps
+    y, info = ode_sample(
+        sde, score, x_t.shape, method=method, steps=steps, grid=grid, eps=EPS, x_init=x_t, return_info=True
+    )
+    return y, info["nfe"]
+
+
+def gaussian_errors(label: str, method: str, grid: str) -> list[dict]:
+    """Exact mean/variance error of the VP Gaussian at each step count of `STEPS`."""
+    sde, data = VPSDE(), gaussian_data(2, dtype=torch.float64)
+    score = data.score_fn(sde)
+    p_t, p_eps = data.marginal(sde, sde.T), data.marginal(sde, EPS)
+    probes = torch.stack([torch.zeros(2), torch.ones(2)]).to(torch.float64)
+    rows = []
+    for n in STEPS:
+        y, nfe = _solve(sde, score, method, grid, n, probes)
+        a, b = y[1] - y[0], y[0]
+        m, v = a * p_t.mean + b, a**2 * p_t.std**2
+        var_err = float((v / p_eps.std**2 - 1).abs().max())
+        mean_err = float(((m - p_eps.mean).abs() / p_eps.std).max())
+        rows.append({"sampler": label, "steps": n, "nfe": nfe, "error": max(var_err, mean_err)})
+    return rows
+
+
+def nfe_to(rows: list[dict], level: float) -> int | None:
+    """The smallest NFE from which every larger NFE measured stays at or below ``level``."""
+    best = None
+    for r in sorted(rows, key=lambda r: -r["nfe"]):
+        if r["error"] > level:
+            break
+        best = r["nfe"]
+    return best
+
+
+def mixture_errors(sde_name: str, label: str, method: str, grid: str, n: int = 2000) -> list[dict]:
+    """RMS distance to the reference flow and energy distance to an exact sample, at `NFE_TARGETS`."""
+    sde = VPSDE() if sde_name == "vp" else VESDE()
+    data = ring_mixture(dtype=torch.float64)
+    score = data.score_fn(sde)
+    x_t = sde.prior_sampling((n, 2), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    ref = _reference(sde_name, sde, score, x_t)
+    exact = data.marginal(sde, EPS).sample(n, generator=torch.Generator().manual_seed(1))
+    per_step = 1 if method.startswith("kd:") else PER_STEP.get(method, 1)
+    rows = []
+    for target in NFE_TARGETS:
+        steps = max(1, round(target / per_step))
+        y, nfe = _solve(sde, score, method, grid, steps, x_t)
+        rms = float((y - ref).pow(2).sum(1).mean().sqrt())
+        rows.append({"sde": sde_name, "sampler": label, "nfe": nfe, "rms": rms, "energy": energy_distance(y, exact)})
+    return rows
+
+
+_REFS: dict[str, torch.Tensor] = {}
+
+
+def _reference(name, sde, score, x_t) -> torch.Tensor:
+    if name not in _REFS:
+        _REFS[name] = ode_sample(sde, score, x_t.shape, method="dopri5", rtol=1e-11, atol=1e-11, eps=EPS, x_init=x_t)
+    return _REFS[name]
+
+
+def energy_floor(sde_name: str, n: int = 2000) -> float:
+    """Energy distance between two independent exact samples of p_eps (the Monte Carlo floor)."""
+    sde = VPSDE() if sde_name == "vp" else VESDE()
+    law = ring_mixture(dtype=torch.float64).marginal(sde, EPS)
+    return energy_distance(
+        law.sample(n, generator=torch.Generator().manual_seed(1)),
+        law.sample(n, generator=torch.Generator().manual_seed(2)),
+    )
+
+
+def _nearest(rows: list[dict], nfe: int) -> dict:
+    """The row whose NFE is closest to ``nfe``."""
+    return min(rows, key=lambda r: abs(r["nfe"] - nfe))
+
+
+def _plot(gauss: list[dict], mix: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+    labels = list(dict.fromkeys(r["sampler"] for r in gauss))
+    for k, label in enumerate(labels):
+        style = {"color": plt.cm.tab20(k % 20), "ls": "-" if k < 10 else "--", "marker": "o", "ms": 3, "label": label}
+        rs = [r for r in gauss if r["sampler"] == label and r["error"] > 0]
+        axes[0].loglog([r["nfe"] for r in rs], [r["error"] for r in rs], **style)
+        for ax, sde in zip(axes[1:], ("vp", "ve"), strict=True):
+            ms = [r for r in mix if r["sampler"] == label and r["sde"] == sde]
+            ax.loglog([r["nfe"] for r in ms], [r["rms"] for r in ms], **style)
+    axes[0].axhline(1e-2, color="k", lw=0.5)
+    axes[0].axhline(1e-3, color="k", lw=0.5)
+    axes[0].set(xlabel="NFE", ylabel="max(|var err|, |mean err|/std)", title="VP Gaussian (exact)", xlim=(1, 600))
+    for ax, sde in zip(axes[1:], ("VP", "VE"), strict=True):
+        ax.set(xlabel="NFE", ylabel="RMS distance to the exact flow", title=f"{sde} ring mixture")
+    axes[2].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    fig.tight_layout()
+    fig.savefig(path, dpi=64)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.few_step", description=__doc__)
+    parser.add_argument("--out", type=Path, default=None, help="folder for few_step.json and fewer_steps.png")
+    parser.add_argument("--grid", default="logsnr", help="grid of the few-step solvers (logsnr, karras, uniform)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    gauss, mix, summary = [], [], []
+    for label, method, grid in samplers(args.grid):
+        g = gaussian_errors(label, method, grid)
+        m = mixture_errors("vp", label, method, grid) + mixture_errors("ve", label, method, grid)
+        gauss += g
+        mix += m
+        row = {"sampler": label, "nfe_1%": nfe_to(g, 1e-2), "nfe_0.1%": nfe_to(g, 1e-3)}
+        for sde in ("vp", "ve"):
+            at10, at20 = (_nearest([r for r in m if r["sde"] == sde], k) for k in (10, 20))
+            row[f"{sde}_rms@10"], row[f"{sde}_rms@20"] = at10["rms"], at20["rms"]
+            row[f"{sde}_energy@20"], row[f"{sde}_nfe@20"] = at20["energy"], at20["nfe"]
+        summary.append(row)
+        print(json.dumps(row), flush=True)
+    floors = {sde: energy_floor(sde) for sde in ("vp", "ve")}
+    print("energy floors", floors)
+    result = {"gaussian": gauss, "mixture": mix, "summary": summary, "energy_floor": floors}
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "few_step.json").write_text(json.dumps(result, indent=1))
+        _plot(gauss, mix, args.out / "fewer_steps.png")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+r"""Adaptive-step reverse-SDE sampling (Jolicoeur-Martineau et al. 2021): `sde_adaptive_sample`.
+
+The solver (`sdesolve.solvers.adaptive_sde`) chooses each sample's steps from an Euler–Maruyama / improved-Euler
+pair sharing its Brownian increment, under a mixed tolerance, and reports its NFE like ``dopri5``.
+
+!!! warning "Low-dimensional data"
+    Acceptance depends on the draw $z$ (the error estimate is $\propto h^{3/2}|z|$ per coordinate), so accepted
+    increments are a biased selection unless the error norm averages many coordinates. Measured on
+    N(0.3, 0.5²) data, VP, rtol = 0.05: variance error +130% in d = 1, +8% in d = 16, +0.5% in d = 256 (images:
+    thousands of coordinates, the paper's setting). Use fixed-step samplers for low-dimensional problems.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from ._utils import check_positive
+from .sampling import _checked_score, _initial_state, _linear
+from .sde import SDE, ScoreFn
+from .solvers.adaptive_sde import adaptive_sde_solve
+
+__all__ = ["sde_adaptive_sample"]
+
+
+def sde_adaptive_sample(
+    sde: SDE,
+    score_fn: ScoreFn,
+    shape: Sequence[int],
+    *,
+    rtol: float = 0.05,
+    atol: float = 0.0078,
+    h_init: float = 0.01,
+    eps: float = 1e-3,
+    x_init: Tensor | None = None,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+    return_info: bool = False,
+    check_finite: bool = True,
+) -> Tensor | tuple[Tensor, dict]:
+    """Sample the reverse SDE from ``T`` to ``eps`` with adaptive per-sample steps ("Gotta go fast", Alg. 1).
+
+    Args:
+        sde: the forward SDE (a `LinearSDE`).
+        score_fn: ``score_fn(x, t)`` → ∇ log p_t(x), shaped like ``x``; ``t`` is ``[B]``.
+        shape: ``[B, *event]``.
+        rtol: relative tolerance $\\varepsilon_{\\rm rel}$ (the paper's default 0.05).
+        atol: absolute tolerance $\\varepsilon_{\\rm abs}$ (the paper's 0.0078 = 1/128, for data in [-1, 1]).
+        h_init: first step size in t (the paper's 0.01).
+        eps: final time (> 0); the last accepted step of every sample lands on it.
+        x_init: start state at ``T`` (default: a prior sample); copied.
+        generator: the only source of randomness (prior and increments).
+        return_info: also return ``{"nfe", "iterations", "rejected"}``.
+        check_finite: raise ``FloatingPointError`` if the result is non-finite (one sync, after the solve).
+
+    Returns:
+        Samples ``[B, *event]`` at ``eps`` (and the info dict with ``return_info``).
+    """
+    eps = check_positive("eps", eps)
+    if eps >= sde.T:
+        raise ValueError(f"eps must be < T={sde.T}, got eps={eps!r}")
+    rtol, atol, h_init = check_positive("rtol", rtol), check_positive("atol", atol), check_positive("h_init", h_init)
+    linear, score = _linear(sde), _checked_score(score_fn)
+    x, _ = _initial_state(sde, shape, x_init, generator, device, dtype)
+    y, info = adaptive_sde_solve(linear, score, x, sde.T, eps, rtol=rtol, atol=atol, h_init=h_init, generator=generator)
+    if check_finite and not bool(torch.isfinite(y).all()):
+        raise FloatingPointError(f"non-finite sample from the adaptive reverse-SDE solver (T -> eps={eps})")
+    return (y, info) if return_info else y

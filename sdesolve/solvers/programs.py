@@ -1,0 +1,264 @@
+r"""Few-step solvers as step programs: linear forms in the state and the data predictions, run by one kernel.
+
+Every deterministic few-step solver here (DDIM, DPM-Solver(++), UniPC, iPNDM, EDM's Heun) computes, on each
+grid interval, stage states and the new state as linear combinations of the interval's start state $x$ and
+data predictions $D_j = (y_j + \sigma_j^2\,\nabla\log p_{t_j}(y_j))/\alpha_j$ evaluated earlier (Tweedie's
+formula; the current interval's stages and the multistep history alike). A solver is therefore written once,
+in float64 on the host, as arithmetic on `Form` objects (its formulas read as in the papers), producing an
+`IntervalProgram` per interval; `ProgramKernel` runs the programs with in-place axpy updates and a ring of
+$D$ buffers (the multistep history, held as explicit kernel state). Coefficients are computed per grid once.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from ..grids import _times_for_levels
+from ..sde import LinearSDE, ScoreFn
+from .fused import Kernel, TimeTable, axpy_, time_dtype
+from .noise import NoiseSource
+
+__all__ = ["Point", "Form", "Schedule", "NOISE", "IntervalProgram", "ProgramBuilder", "ProgramKernel"]
+
+NOISE = "noise"
+"""Stage marker: a standard-normal draw from the run's noise source into the bank (stochastic samplers)."""
+
+
+@dataclass(frozen=True)
+class Point:
+    r"""A time of the flow with its float64 coefficients: $\alpha(t)$, $\sigma(t)$, $\lambda = \log(\alpha/\sigma)$."""
+
+    t: float
+    alpha: float
+    sigma: float
+
+    @property
+    def lam(self) -> float:
+        r"""Half log-SNR $\lambda = \log\alpha - \log\sigma$."""
+        return math.log(self.alpha) - math.log(self.sigma)
+
+    @property
+    def level(self) -> float:
+        r"""EDM noise level $\tilde\sigma = \sigma/\alpha = e^{-\lambda}$."""
+        return self.sigma / self.alpha
+
+
+@dataclass
+class Form:
+    r"""A linear form $a\,x + \sum_j b_j D_j$: ``x`` the interval's start state, ``d`` maps $D$ indices to $b_j$."""
+
+    x: float = 0.0
+    d: dict[int, float] = field(default_factory=dict)
+
+    def __add__(self, other: Form) -> Form:
+        d = dict(self.d)
+        for k, v in other.d.items():
+            d[k] = d.get(k, 0.0) + v
+        return Form(self.x + other.x, d)
+
+    def __mul__(self, c: float) -> Form:
+        return Form(self.x * c, {k: v * c for k, v in self.d.items()})
+
+    __rmul__ = __mul__
+
+    def __neg__(self) -> Form:
+        return self * -1.0
+
+    def __sub__(self, other: Form) -> Form:
+        return self + (-other)
+
+    def __truediv__(self, c: float) -> Form:
+        return self * (1.0 / c)
+
+    def is_state(self) -> bool:
+        """True when the form is exactly $x$ (the stage evaluates at the start state, no copy needed)."""
+        return self.x == 1.0 and not any(self.d.values())
+
+
+class Schedule:
+    """The SDE's $\\alpha$, $\\sigma$ at the grid points (float64) and at stage times given by $\\lambda$.
+
+    Args:
+        sde: the linear SDE.
+        times: the run's grid.
+    """
+
+    def __init__(self, sde: LinearSDE, times: TimeTable) -> None:
+        self.sde = sde
+        self.points = self._points(times.host)
+        self._lo, self._hi = float(times.host.min()), float(times.host.max())
+
+    def _points(self, t: Tensor) -> list[Point]:
+        t = t.to(torch.float64)
+        alpha, sigma = self.sde.mean_coeff(t), self.sde.std(t)
+        return [Point(*row) for row in zip(t.tolist(), alpha.tolist(), sigma.tolist(), strict=True)]
+
+    def at_lambdas(self, lams: list[float]) -> list[Point]:
+        r"""The points whose $\lambda$'s are ``lams`` (one vectorised bisection in $\tilde\sigma = e^{-\lambda}$,
+        increasing in t); their coefficients are those of the times found, consistent with the score calls."""
+        levels = torch.tensor([math.exp(-lam) for lam in lams], dtype=torch.float64)
+        return self._points(_times_for_levels(self.sde, levels, self._lo).clamp(self._lo, self._hi))
+
+    def fractions(self, r: float) -> list[Point]:
+        r"""Per interval, the stage point at $\lambda_i + r\,h_i$ (single-step solvers' intermediate times)."""
+        pts = self.points
+        return self.at_lambdas([p.lam + r * (q.lam - p.lam) for p, q in zip(pts[:-1], pts[1:], strict=True)])
+
+
+@dataclass
+class IntervalProgram:
+    """One interval: ``stages`` in order, then the new state ``update``.
+
+    A stage ``(point, form)`` stores $D$ at the state ``form`` and time ``point`` in the next bank slot; a stage
+    ``(None, form)`` stores the combination ``form`` itself (history that depends on the state, e.g. iPNDM's
+    derivatives), with no score evaluation; ``(NOISE, _)`` stores a standard-normal draw.
+    """
+
+    stages: list[tuple[Point | str | None, Form]]
+    update: Form
+
+    @property
+    def nfe(self) -> int:
+        """Score evaluations of the interval."""
+        return sum(isinstance(point, Point) for point, _ in self.stages)
+
+
+class ProgramBuilder:
+    """Records the programs of a run: `evaluate` appends a stage and returns its $D$ as a form.
+
+    Attributes:
+        state: the form of the current interval's start state, $x$.
+    """
+
+    state = Form(1.0)
+
+    def __init__(self) -> None:
+        self.programs: list[IntervalProgram] = []
+        self._stages: list[tuple[Point | str | None, Form]] = []
+        self._count = 0
+
+    def evaluate(self, point: Point, at: Form) -> Form:
+        """Evaluate $D$ at the state ``at`` and time ``point``; return the form of that $D$."""
+        return self._store(point, at)
+
+    def save(self, form: Form) -> Form:
+        """Store the combination ``form`` as a bank vector (kept across intervals); return its form."""
+        return self._store(None, form)
+
+    def noise(self) -> Form:
+        """Draw a standard normal (shaped like the state) from the run's noise source; return its form."""
+        return self._store(NOISE, Form())
+
+    def _store(self, point: Point | str | None, form: Form) -> Form:
+        self._stages.append((point, form))
+        self._count += 1
+        return Form(0.0, {self._count - 1: 1.0})
+
+    def finish(self, update: Form) -> None:
+        """Close the current interval with the new state ``update``."""
+        self.programs.append(IntervalProgram(self._stages, update))
+        self._stages = []
+
+
+def _ring_size(programs: Iterable[IntervalProgram]) -> int:
+    """Fewest bank buffers so that writing entry ``g`` into slot ``g % K`` never overwrites one still referenced
+    (a saved combination is written while its terms are read: one slot more)."""
+    size, newest = 1, -1
+    for program in programs:
+        for point, form in program.stages:
+            size = max(size, *(newest - k + (2 if point is None else 1) for k in form.d), 1)
+            newest += 1
+        size = max(size, *(newest - k + 1 for k in program.update.d), 1)
+    return size
+
+
+class ProgramKernel(Kernel):
+    """Runs one `IntervalProgram` per grid interval in place: stage states in one buffer, $D$'s in a ring.
+
+    Args:
+        programs: one per interval of ``times``.
+        score_fn: the score.
+        times: the grid (stage times at grid points reuse its ``[B]`` views).
+        x: the state (device, dtype and shape of the buffers).
+        noise: the run's noise source (needed by programs with `NOISE` stages): the first draw of interval ``i``
+            is its predictor draw, further ones its corrector draws ``j = 0, 1, ...``.
+    """
+
+    def __init__(
+        self,
+        programs: list[IntervalProgram],
+        score_fn: ScoreFn,
+        times: TimeTable,
+        x: Tensor,
+        noise: NoiseSource | None = None,
+    ) -> None:
+        if len(programs) != len(times) - 1:
+            raise ValueError(f"need one program per interval ({len(times) - 1}), got {len(programs)}")
+        self.programs, self.score_fn, self.noise, self.times = programs, score_fn, noise, times
+        if noise is None and any(p == NOISE for prog in programs for p, _ in prog.stages):
+            raise ValueError("a stochastic program needs a noise source (noise=None)")
+        self.total_nfe = sum(p.nfe for p in programs)
+        self.nfe = max((p.nfe for p in programs), default=0)
+        grid_times = dict(zip(times.values, times.batch, strict=True))
+        tdt = time_dtype(x.dtype)
+
+        def batch(t: float) -> Tensor:
+            return grid_times.get(t) if t in grid_times else torch.tensor(t, dtype=tdt, device=x.device).expand(len(x))
+
+        self.stage_times = [[batch(p.t) if isinstance(p, Point) else None for p, _ in prog.stages] for prog in programs]
+        # a half-precision state is upcast inside the step: σ² and 1/α reach ~1e6 on VE (float16 max 65504)
+        self.upcast = tdt != x.dtype
+        self.ring = [torch.empty_like(x, dtype=tdt) for _ in range(_ring_size(programs))]
+        self.ybuf = torch.empty_like(x, dtype=tdt)
+        self.xbuf = torch.empty_like(x, dtype=tdt) if self.upcast else None
+        self.first = list(itertools.accumulate((len(p.stages) for p in programs[:-1]), initial=0))
+
+    def _combine(self, out: Tensor, x: Tensor, form: Form) -> Tensor:
+        """``out = form.x * x + Σ b_j D_j``; ``out`` may be ``x`` itself (then scaled in place)."""
+        if out is x:
+            if form.x != 1.0:
+                x.mul_(form.x)
+        else:
+            torch.mul(x, form.x, out=out)
+        for k, b in form.d.items():
+            if b != 0.0:
+                axpy_(out, self.ring[k % len(self.ring)], b)
+        return out
+
+    def __call__(self, x: Tensor, i: int, last: bool) -> None:
+        program, g = self.programs[i], self.first[i]
+        xw = self.xbuf.copy_(x) if self.upcast else x
+        draws = 0
+        for (point, form), t in zip(program.stages, self.stage_times[i], strict=True):
+            d = self.ring[g % len(self.ring)]
+            g += 1
+            if point is None:
+                self._combine(d, xw, form)
+                continue
+            if point == NOISE:
+                self._draw(d, i, draws)
+                draws += 1
+                continue
+            y = xw if form.is_state() else self._combine(self.ybuf, xw, form)
+            s = self.score_fn(y.to(x.dtype) if self.upcast else y, t)
+            # Tweedie: D = (y + σ² s(y, t)) / α
+            torch.add(y, s, alpha=point.sigma**2, out=d).mul_(1.0 / point.alpha)
+        self._combine(xw, xw, program.update)
+        if self.upcast:
+            x.copy_(xw)
+
+    def _draw(self, out: Tensor, i: int, j: int) -> None:
+        t = self.times.values
+        if j == 0:
+            self.noise.predictor(out, i, t[i], t[i + 1])
+        else:
+            self.noise.corrector(out, i, j - 1, t[i])
+
+
+ProgramFn = Callable[[Schedule], list[IntervalProgram]]
