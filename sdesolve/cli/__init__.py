@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import typer
 
-from . import bench, likelihood, sample, verify
+from . import bench, likelihood, sample, train, verify
 
 app = typer.Typer(
     name="sdesolve",
-    help="Numerically verified score-based diffusion SDEs: sample, verify, likelihood, bench.",
+    help="Numerically verified score-based diffusion SDEs: sample, verify, likelihood, bench, train.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -22,6 +22,7 @@ app.command("sample")(sample.sample)
 app.command("verify")(verify.verify)
 app.command("likelihood")(likelihood.likelihood)
 app.command("bench")(bench.bench)
+app.command("train")(train.train)
 
 
 def main() -> None:
