@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from ._utils import check_int, check_positive
 from .losses import dsm_loss, ema
 from .metrics import frechet_distance
-from .sde import VPSDE, ScoreFn
+from .sde import VPSDE, LinearSDE, ScoreFn
 
 __all__ = [
     "LEVELS",
@@ -163,11 +163,11 @@ class DigitsModel:
 
         return vp_sde_from_ddpm(SCHEDULER_CONFIG)
 
-    def score_fn(self) -> ScoreFn:
-        """``score_fn(x, t)`` of the UNet under `sde` (noise-level-matched timesteps)."""
+    def score_fn(self, sde: LinearSDE | None = None) -> ScoreFn:
+        """``score_fn(x, t)`` of the UNet under ``sde`` (default `sde`; any linear SDE by noise-level match)."""
         from .diffusers_models import score_from_unet
 
-        return score_from_unet(self.unet, SCHEDULER_CONFIG, self.sde)
+        return score_from_unet(self.unet, SCHEDULER_CONFIG, self.sde if sde is None else sde)
 
 
 def train_digits(

@@ -23,6 +23,7 @@ from ..predictors import PREDICTORS
 from ..problems import ring_mixture
 from ..sampling import ODE_METHODS, ode_sample, pc_sample
 from ..sde import get_sde
+from .sample_digits import sample_digits
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 EPS = 1e-3
@@ -72,12 +73,13 @@ def _plot(x: torch.Tensor, sde, path: Path) -> None:
 
 
 def sample(
+    problem: str = typer.Option("ring", help="ring (8-mode mixture, exact score) or digits (the shipped UNet)."),
     sde: str = typer.Option("vp", help="Forward SDE: vp, subvp or ve."),
     predictor: str = typer.Option("reverse_diffusion", help=f"Predictor: {', '.join(PREDICTORS)}."),
     corrector: str = typer.Option("langevin", help=f"Corrector: {', '.join(CORRECTORS)}."),
     steps: int = typer.Option(500, help="Grid intervals from T to eps (fixed-step ODE methods too)."),
     snr: float = typer.Option(0.16, help="Langevin signal-to-noise ratio."),
-    n: int = typer.Option(10_000, help="Number of samples."),
+    n: int | None = typer.Option(None, help="Number of samples (default 10 000 for ring, 512 for digits)."),
     seed: int = typer.Option(0, help="Generator seed."),
     device: str = typer.Option("cpu", help="Torch device."),
     dtype: str = typer.Option("float32", help="float32 or float64."),
@@ -85,8 +87,14 @@ def sample(
     method: str = typer.Option("dopri5", help=f"ODE method with --ode: {', '.join(ODE_METHODS)}."),
     out: str = typer.Option("sdesolve-out", help="Output folder for samples.png and metrics.json."),
 ) -> None:
-    """Sample the 8-mode ring mixture (exact score) and report metrics against the exact p_eps."""
+    """Sample the 8-mode ring mixture (exact score) or the digits UNet and report metrics (ring: against p_eps)."""
     try:
+        if check_choice("problem", problem, ("ring", "digits")) == "digits":
+            sample_digits(sde=sde, predictor=predictor, corrector=corrector, steps=steps, snr=snr, n=n, seed=seed,
+                          device=device, dtype=DTYPES[check_choice("dtype", dtype, tuple(DTYPES))], ode=ode,
+                          method=method, eps=EPS, out=Path(out))  # fmt: skip
+            return
+        n = 10_000 if n is None else n
         sde_obj = get_sde(sde)
         torch_dtype = DTYPES[check_choice("dtype", dtype, tuple(DTYPES))]
         score_fn = ring_mixture(torch_dtype, device=device).score_fn(sde_obj)
