@@ -1,10 +1,19 @@
 """sdesolve: numerically verified score-based diffusion SDEs in PyTorch."""
 
-from .adapters import score_from_eps, score_from_sigma_model, score_from_x0
+from .adapters import (
+    DDPMTimeMap,
+    denoiser_from_score,
+    score_from_ddpm,
+    score_from_denoiser,
+    score_from_eps,
+    score_from_sigma_model,
+    score_from_x0,
+)
 from .analytic import Gaussian, GaussianMixture
 from .correctors import CORRECTORS, AnnealedLangevin, Corrector, LangevinCorrector, NoCorrector, get_corrector
 from .grids import karras_grid, log_sigma_grid, make_grid, uniform_grid
 from .likelihood import DIVERGENCES, bits_per_dim, dequantization_offset, log_likelihood
+from .losses import dsm_loss, dsm_losses, ema
 from .predictors import (
     PREDICTORS,
     AncestralSampling,
@@ -63,4 +72,11 @@ __all__ = [
     "score_from_eps",
     "score_from_x0",
     "score_from_sigma_model",
+    "score_from_ddpm",
+    "DDPMTimeMap",
+    "score_from_denoiser",
+    "denoiser_from_score",
+    "dsm_loss",
+    "dsm_losses",
+    "ema",
 ]

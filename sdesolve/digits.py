@@ -39,6 +39,7 @@ from .sde import VPSDE, LinearSDE, ScoreFn
 __all__ = [
     "LEVELS",
     "HELD_OUT",
+    "BITS_OFFSET",
     "UNET_CONFIG",
     "SCHEDULER_CONFIG",
     "WEIGHTS_PATH",
@@ -58,6 +59,11 @@ __all__ = [
 
 LEVELS = 17
 HELD_OUT = 297
+BITS_OFFSET = math.log2(LEVELS) - 1.0
+r"""Bits/dim offset of the 17-level scale: $u = k + U[0,1)$, $x = 2u/17 - 1$, so $-\log_2 p_u = -\log_2 p_x + \log_2 17 - 1$.
+
+On dequantised data this bounds the discrete NLL in bits per pixel ($\log_2 17 = 4.09$ for a uniform model);
+`sdesolve.likelihood.dequantization_offset` is the same rule for $2^b$ levels."""
 TRAIN_EPS = 1e-5
 WEIGHTS_PATH = Path(__file__).parent / "data" / "digits.safetensors"
 UNET_CONFIG: dict[str, Any] = {
