@@ -234,7 +234,7 @@ def denoiser_from_score(score_fn: ScoreFn, sde: LinearSDE) -> Callable[[Tensor, 
     def denoiser(x: Tensor, sigma: Tensor) -> Tensor:
         sigma = batch_time(sigma, x)
         s = sigma.detach().double()
-        if not bool(((s >= lo * (1 - 1e-12)) & (s <= hi * (1 + 1e-12))).all()):
+        if not bool(((s >= lo * (1 - 1e-6)) & (s <= hi * (1 + 1e-6))).all()):  # float32 rounding of the ends
             raise ValueError(f"sigma must lie in the SDE's range [{lo:.6g}, {hi:.6g}], got {s.tolist()!r}")
         t = _times_for_levels(sde, s, 0.0).to(x.dtype)
         alpha, std = append_dims(sde.mean_coeff(t), x.ndim), append_dims(sde.std(t), x.ndim)
