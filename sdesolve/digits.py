@@ -277,7 +277,9 @@ def load_digits_model(path: Path | str = WEIGHTS_PATH, device=None, dtype=torch.
     unet, classifier = make_unet(), DigitsClassifier()
     for prefix, module in (("unet.", unet), ("classifier.", classifier)):
         module.load_state_dict({k[len(prefix) :]: v.float() for k, v in tensors.items() if k.startswith(prefix)})
-        module.to(device=device, dtype=dtype).eval().requires_grad_(False)
+        module.to(device=device).eval().requires_grad_(False)
+        if dtype != torch.float32:  # diffusers warns on any dtype cast of a UNet
+            module.to(dtype=dtype)
     return DigitsModel(unet, classifier, info)
 
 
