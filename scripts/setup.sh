@@ -9,3 +9,4 @@ PY=${PYTHON:-python3}
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -c "import torch" 2>/dev/null || .venv/bin/python -m pip install -q "torch==2.13.0"
 .venv/bin/python -m pip install -q -e ".[dev,docs,diffusers,digits]"
+.venv/bin/python -m pip install -q --no-deps "k-diffusion>=0.1"  # its sampling.py is an independent reference in the tests; --no-deps: its own deps pull torchvision, scikit-image, wandb, ...
