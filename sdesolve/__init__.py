@@ -1,6 +1,14 @@
 """sdesolve: numerically verified score-based diffusion SDEs in PyTorch."""
 
-from .adapters import score_from_eps, score_from_sigma_model, score_from_x0
+from .adapters import (
+    DDPMTimeMap,
+    denoiser_from_score,
+    score_from_ddpm,
+    score_from_denoiser,
+    score_from_eps,
+    score_from_sigma_model,
+    score_from_x0,
+)
 from .adaptive_sampling import sde_adaptive_sample
 from .analytic import Gaussian, GaussianMixture, MultivariateGaussian, MultivariateGaussianMixture
 from .conditional import (
@@ -27,6 +35,7 @@ from .correctors import (
 )
 from .grids import karras_grid, log_sigma_grid, make_grid, uniform_grid
 from .likelihood import DIVERGENCES, bits_per_dim, dequantization_offset, log_likelihood
+from .losses import dsm_loss, dsm_losses, ema
 from .predictors import (  # the stochastic few-step predictors are registered (and re-exported) there
     PREDICTORS,
     AncestralSampling,
@@ -106,4 +115,11 @@ __all__ = [
     "score_from_eps",
     "score_from_x0",
     "score_from_sigma_model",
+    "score_from_ddpm",
+    "DDPMTimeMap",
+    "score_from_denoiser",
+    "denoiser_from_score",
+    "dsm_loss",
+    "dsm_losses",
+    "ema",
 ]

@@ -1,18 +1,41 @@
-r"""Adapters turning trained networks into score functions ``score_fn(x, t) -> ∇ log p_t(x)``.
+r"""Adapters turning trained networks into score functions ``score_fn(x, t) -> ∇ log p_t(x)``, and back.
 
-Outputs with a ``.sample`` attribute (diffusers' ``UNet2DOutput``) are unwrapped.
+Outputs with a ``.sample`` attribute (diffusers' ``UNet2DOutput``) are unwrapped. Besides the SDE-time
+adapters, two conventions of the ecosystem are covered without importing either library:
+
+- DDPM's discrete schedule $\bar\alpha_i$ (diffusers, Ho et al. 2020), any prediction type, through a
+  noise-level match to the SDE (`DDPMTimeMap`, `score_from_ddpm`; `sdesolve.diffusers_models` builds it
+  from a diffusers scheduler config);
+- k-diffusion's denoiser $D(\tilde x, \tilde\sigma)$ on $\tilde x = x/\alpha_t$, $\tilde\sigma = \sigma_t/\alpha_t$
+  (Karras et al. 2022, eq. 4), both ways (`score_from_denoiser`, `denoiser_from_score`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 from torch import Tensor
 
-from ._utils import TimeLike, append_dims, batch_time
+from ._utils import TimeLike, append_dims, batch_time, check_choice
+from .grids import _times_for_levels, noise_level
 from .sde import LinearSDE, ScoreFn
 
-__all__ = ["score_from_eps", "score_from_x0", "score_from_sigma_model", "as_tensor_output"]
+__all__ = [
+    "score_from_eps",
+    "score_from_x0",
+    "score_from_sigma_model",
+    "as_tensor_output",
+    "PREDICTION_TYPES",
+    "DDPMTimeMap",
+    "ddpm_model_input",
+    "eps_from_prediction",
+    "score_from_ddpm",
+    "score_from_denoiser",
+    "denoiser_from_score",
+]
+
+PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
 
 
 def as_tensor_output(out) -> Tensor:
@@ -60,3 +83,162 @@ def score_from_sigma_model(model: Callable[[Tensor, Tensor], Tensor], sde: Linea
         return as_tensor_output(model(x, sde.std(batch_time(t, x))))
 
     return score_fn
+
+
+class DDPMTimeMap:
+    r"""DDPM's discrete schedule as a continuous map between timestep and log-SNR.
+
+    The table is $\ell_i = \log\frac{\bar\alpha_i}{1 - \bar\alpha_i}$, $i = 0..N-1$ (strictly decreasing); a
+    fractional timestep $\tau$ has the log-SNR of the piecewise-linear interpolant through $(i, \ell_i)$, and
+    `timestep` inverts it (both extrapolate the end segments linearly: training times below DDPM's first
+    level, e.g. ``eps = 1e-5``, map to $\tau < 0$). At integer $\tau = i$ the noise level is DDPM's exactly.
+    k-diffusion's ``DiscreteSchedule`` interpolates $\log\tilde\sigma = -\ell/2$ the same way, but clamps.
+
+    Args:
+        alphas_cumprod: $\bar\alpha_i$ ``[N]``, strictly decreasing in ``(0, 1)`` (diffusers' ``alphas_cumprod``).
+    """
+
+    def __init__(self, alphas_cumprod: Tensor) -> None:
+        acp = torch.as_tensor(alphas_cumprod).detach().to(device="cpu", dtype=torch.float64)
+        if acp.ndim != 1 or acp.numel() < 2:
+            raise ValueError(f"alphas_cumprod must be 1-D with at least 2 entries, got shape {tuple(acp.shape)}")
+        if not bool(((acp > 0) & (acp < 1)).all()) or not bool((acp[1:] < acp[:-1]).all()):
+            raise ValueError("alphas_cumprod must be strictly decreasing inside (0, 1)")
+        self.alphas_cumprod = acp
+        self.log_snrs = acp.log() - torch.log1p(-acp)
+
+    @property
+    def num_train_timesteps(self) -> int:
+        """N, the length of the discrete schedule."""
+        return self.log_snrs.numel()
+
+    def timestep(self, log_snr: Tensor) -> Tensor:
+        r"""Fractional timestep $\tau$ whose interpolated log-SNR is ``log_snr`` (any shape; float64 inside)."""
+        table = (-self.log_snrs).to(log_snr.device)  # increasing
+        q = -log_snr.double()
+        hi = torch.searchsorted(table, q).clamp(1, table.numel() - 1)  # segment choice, not a value clamp
+        lo = hi - 1
+        w = (q - table[lo]) / (table[hi] - table[lo])
+        return (lo + w).to(log_snr.dtype)
+
+    def log_snr(self, timestep: Tensor) -> Tensor:
+        r"""Interpolated log-SNR $\ell(\tau)$ of a fractional timestep (any shape; float64 inside)."""
+        table = self.log_snrs.to(timestep.device)
+        tau = timestep.double()
+        lo = tau.floor().long().clamp(0, table.numel() - 2)  # segment choice, not a value clamp
+        return (table[lo] + (tau - lo) * (table[lo + 1] - table[lo])).to(timestep.dtype)
+
+
+def ddpm_model_input(sde: LinearSDE, time_map: DDPMTimeMap, x: Tensor, t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    r"""What a DDPM network sees at SDE time t: $x_{\rm in} = x/\sqrt{\alpha_t^2+\sigma_t^2}$ at $\bar\alpha = \frac{\alpha_t^2}{\alpha_t^2+\sigma_t^2}$.
+
+    $x_t = \alpha_t x_0 + \sigma_t z$ rescaled is $\sqrt{\bar\alpha}\,x_0 + \sqrt{1-\bar\alpha}\,z$, DDPM's
+    $q(x_\tau | x_0)$ at the timestep $\tau$ with the same log-SNR $\ell = 2\log(\alpha_t/\sigma_t)$ (VP: no
+    rescaling; VE: k-diffusion's $c_{\rm in} = 1/\sqrt{\sigma^2+1}$).
+
+    Args:
+        sde: a linear SDE.
+        time_map: the network's discrete schedule.
+        x: states ``[B, *event]``.
+        t: times ``[B]``.
+
+    Returns:
+        ``(x_in, timestep, alpha_bar)``: ``[B, *event]``, ``[B]`` and ``[B, 1, ...]`` (broadcastable).
+    """
+    alpha, std = sde.mean_coeff(t), sde.std(t)
+    log_snr = 2 * (alpha.log() - std.log())
+    scale = append_dims(torch.rsqrt(alpha**2 + std**2), x.ndim)
+    alpha_bar = append_dims(torch.sigmoid(log_snr), x.ndim)
+    return x * scale, time_map.timestep(log_snr), alpha_bar
+
+
+def eps_from_prediction(out: Tensor, x_in: Tensor, alpha_bar: Tensor, prediction_type: str) -> Tensor:
+    r"""Noise prediction from a DDPM network's output (diffusers' conventions).
+
+    ``"epsilon"``: $\hat\varepsilon$; ``"sample"``: $(x - \sqrt{\bar\alpha}\hat x_0)/\sqrt{1-\bar\alpha}$;
+    ``"v_prediction"`` ($v = \sqrt{\bar\alpha}\varepsilon - \sqrt{1-\bar\alpha}x_0$, Salimans & Ho 2022):
+    $\sqrt{\bar\alpha}\,v + \sqrt{1-\bar\alpha}\,x$.
+    """
+    check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
+    if out.shape != x_in.shape:
+        raise ValueError(f"model output must have the sample's shape {tuple(x_in.shape)}, got {tuple(out.shape)}")
+    if prediction_type == "epsilon":
+        return out
+    if prediction_type == "sample":
+        return (x_in - alpha_bar.sqrt() * out) / (1 - alpha_bar).sqrt()
+    return alpha_bar.sqrt() * out + (1 - alpha_bar).sqrt() * x_in
+
+
+def score_from_ddpm(
+    model: Callable[[Tensor, Tensor], Tensor],
+    alphas_cumprod: Tensor | DDPMTimeMap,
+    sde: LinearSDE,
+    prediction_type: str = "epsilon",
+) -> ScoreFn:
+    r"""A DDPM network ``model(x_in, timestep)`` (e.g. diffusers' ``UNet2DModel``) as a score for any linear SDE.
+
+    $\nabla\log p_t(x) = -\hat\varepsilon/\sigma_t$, with the network evaluated as in `ddpm_model_input` and
+    its output converted by `eps_from_prediction`. For the VP SDE with $\beta_{\min} = N\beta_1$,
+    $\beta_{\max} = N\beta_N$ (score_sde's mapping of DDPM's linear schedule) the timesteps of DDPM's grid
+    fall at $t \approx (i+1)/N$; the match here is by noise level, so it needs no such approximation.
+
+    Args:
+        model: called with ``x_in`` ``[B, *event]`` and fractional timesteps ``[B]``.
+        alphas_cumprod: DDPM's $\bar\alpha_i$ ``[N]`` or a `DDPMTimeMap`.
+        sde: the SDE whose time the returned score takes.
+        prediction_type: ``"epsilon"``, ``"sample"`` or ``"v_prediction"``.
+
+    Returns:
+        ``score_fn(x, t)``.
+    """
+    sde = _check_linear(sde)
+    check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
+    time_map = alphas_cumprod if isinstance(alphas_cumprod, DDPMTimeMap) else DDPMTimeMap(alphas_cumprod)
+
+    def score_fn(x: Tensor, t: TimeLike) -> Tensor:
+        t = batch_time(t, x)
+        x_in, timestep, alpha_bar = ddpm_model_input(sde, time_map, x, t)
+        eps = eps_from_prediction(as_tensor_output(model(x_in, timestep)), x_in, alpha_bar, prediction_type)
+        return -eps / append_dims(sde.std(t), x.ndim)
+
+    return score_fn
+
+
+def score_from_denoiser(denoiser: Callable[[Tensor, Tensor], Tensor], sde: LinearSDE) -> ScoreFn:
+    r"""A k-diffusion denoiser $D(\tilde x, \tilde\sigma) \approx \mathbb E[x_0 | \tilde x]$ as a score.
+
+    With $\tilde x = x/\alpha_t$, $\tilde\sigma = \sigma_t/\alpha_t$ (Karras et al. 2022, eq. 4) Tweedie gives
+    $\nabla\log p_t(x) = (\alpha_t D(x/\alpha_t, \tilde\sigma) - x)/\sigma_t^2$.
+    """
+    sde = _check_linear(sde)
+
+    def score_fn(x: Tensor, t: TimeLike) -> Tensor:
+        t = batch_time(t, x)
+        alpha, std = append_dims(sde.mean_coeff(t), x.ndim), append_dims(sde.std(t), x.ndim)
+        return (alpha * as_tensor_output(denoiser(x / alpha, noise_level(sde, t))) - x) / std**2
+
+    return score_fn
+
+
+def denoiser_from_score(score_fn: ScoreFn, sde: LinearSDE) -> Callable[[Tensor, Tensor], Tensor]:
+    r"""Any sdesolve score as a k-diffusion denoiser ``D(x, sigma)``: $D = (x_t + \sigma_t^2 s(x_t, t))/\alpha_t$.
+
+    $t$ solves $\tilde\sigma(t) = $ ``sigma`` (bisection in float64) and $x_t = \alpha_t\tilde x$. ``sigma`` must
+    lie in $[\tilde\sigma(0), \tilde\sigma(T)]$ (checked, one host sync per call), so k-diffusion's samplers
+    (``sample_euler``, ``sample_dpmpp_2m``, …) run on sdesolve's SDEs and exact oracles.
+    """
+    sde = _check_linear(sde)
+    ends = noise_level(sde, torch.tensor([0.0, sde.T], dtype=torch.float64))
+    lo, hi = float(ends[0]), float(ends[1])
+
+    def denoiser(x: Tensor, sigma: Tensor) -> Tensor:
+        sigma = batch_time(sigma, x)
+        s = sigma.detach().double()
+        if not bool(((s >= lo * (1 - 1e-6)) & (s <= hi * (1 + 1e-6))).all()):  # float32 rounding of the ends
+            raise ValueError(f"sigma must lie in the SDE's range [{lo:.6g}, {hi:.6g}], got {s.tolist()!r}")
+        t = _times_for_levels(sde, s, 0.0).to(x.dtype)
+        alpha, std = append_dims(sde.mean_coeff(t), x.ndim), append_dims(sde.std(t), x.ndim)
+        x_t = alpha * x
+        return (x_t + std**2 * score_fn(x_t, t)) / alpha
+
+    return denoiser

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from .analytic import GaussianMixture
 
-__all__ = ["moment_errors", "mode_weight_errors", "sliced_wasserstein", "energy_distance"]
+__all__ = ["moment_errors", "mode_weight_errors", "sliced_wasserstein", "energy_distance", "frechet_distance"]
 
 
 def _flat(x: Tensor) -> Tensor:
@@ -73,3 +73,22 @@ def energy_distance(x: Tensor, y: Tensor, max_n: int = 4000) -> float:
     """
     x, y = _flat(x)[:max_n], _flat(y)[:max_n]
     return float(2 * torch.cdist(x, y).mean() - torch.cdist(x, x).mean() - torch.cdist(y, y).mean())
+
+
+def frechet_distance(x: Tensor, y: Tensor) -> float:
+    r"""Fréchet distance of the Gaussians fitted to two samples (FID's formula, Heusel et al. 2017).
+
+    $\|\mu_x - \mu_y\|^2 + \operatorname{tr}\big(\Sigma_x + \Sigma_y - 2(\Sigma_x^{1/2}\Sigma_y\Sigma_x^{1/2})^{1/2}\big)$
+    on features ``[n, d]``; the trace of the root is taken from the eigenvalues of the symmetric PSD product
+    (``eigh`` in float64), which equals pytorch-fid's ``tr sqrtm(Σ_x Σ_y)`` without its complex round-off.
+    """
+    x, y = _flat(x), _flat(y)
+    if x.shape[1] != y.shape[1] or min(x.shape[0], y.shape[0]) < 2:
+        raise ValueError(
+            f"frechet_distance needs [n, d] samples with equal d and n >= 2, got {tuple(x.shape)}, {tuple(y.shape)}"
+        )
+    cx, cy = torch.cov(x.T).reshape(x.shape[1], -1), torch.cov(y.T).reshape(y.shape[1], -1)
+    ex, vx = torch.linalg.eigh(cx)
+    root_x = (vx * ex.clamp_min(0).sqrt()) @ vx.T  # PSD round-off only: eigenvalues are >= 0 in exact arithmetic
+    inner = torch.linalg.eigvalsh(root_x @ cy @ root_x).clamp_min(0)
+    return float((x.mean(0) - y.mean(0)).square().sum() + cx.trace() + cy.trace() - 2 * inner.sqrt().sum())

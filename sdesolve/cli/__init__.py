@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import typer
 
-from . import bench, likelihood, sample, verify
+from . import bench, likelihood, sample, train, verify
 from ._common import OneLineErrors
 
 app = typer.Typer(
     name="sdesolve",
     cls=OneLineErrors,
-    help="Numerically verified score-based diffusion SDEs: sample, verify, likelihood, bench.",
+    help="Numerically verified score-based diffusion SDEs: sample, verify, likelihood, bench, train.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -24,6 +24,7 @@ app.command("sample")(sample.sample)
 app.command("verify")(verify.verify)
 app.command("likelihood")(likelihood.likelihood)
 app.command("bench")(bench.bench)
+app.command("train")(train.train)
 
 
 def main() -> None:

@@ -29,6 +29,7 @@ from ..sampling import ODE_METHODS, ode_sample, pc_sample
 from ..sde import get_sde
 from ..solvers.ode import FIXED_STEP
 from ._common import check_device, option, reported, writable_dir
+from .sample_digits import sample_digits
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 EPS = 1e-3
@@ -73,12 +74,15 @@ def _plot(x: torch.Tensor, sde, path: Path) -> None:
 
 
 def sample(
+    problem: str = typer.Option("ring", help="ring (8-mode mixture, exact score) or digits (the shipped UNet)."),
     sde: str = typer.Option("vp", help="Forward SDE: vp, subvp or ve."),
     predictor: str = typer.Option("reverse_diffusion", help=f"Predictor: {', '.join(PREDICTORS)}."),
     corrector: str = typer.Option("langevin", help=f"Corrector: {', '.join(CORRECTORS)}."),
     steps: int = typer.Option(500, help="Grid intervals from T to eps (fixed-step ODE methods too)."),
     snr: float = typer.Option(0.16, help="Langevin signal-to-noise ratio."),
-    n: int = typer.Option(10_000, "--num-samples", "--n", help="Number of samples (--n: alias)."),
+    n: int | None = typer.Option(
+        None, "--num-samples", "--n", help="Number of samples (default 10 000 for ring, 512 for digits; --n: alias)."
+    ),
     seed: int = typer.Option(0, help="Run seed: sample k is keyed by (seed, k), the same for any batch or rank."),
     device: str = typer.Option("cpu", help="Torch device."),
     dtype: str = typer.Option("float32", help="float32 or float64."),
@@ -86,14 +90,16 @@ def sample(
     method: str = typer.Option("dopri5", help=f"ODE method with --ode: {', '.join(ODE_METHODS)}."),
     out: str = typer.Option("sdesolve-out", help="Output folder for samples.npy, samples.png and metrics.json."),
 ) -> None:
-    """Sample the 8-mode ring mixture (exact score) and report metrics against the exact p_eps.
+    """Sample the 8-mode ring mixture (exact score) or the digits UNet and report metrics (ring: against p_eps).
 
     Under ``torchrun --nproc_per_node=N`` the samples are sharded over the ranks (`sdesolve.distributed`) and
     rank 0 writes the same outputs as one process.
     """
     sde_obj = option("--sde", get_sde, sde)
     torch_dtype = DTYPES[option("--dtype", check_choice, "dtype", dtype, tuple(DTYPES))]
-    option("--num-samples", check_int, "num_samples", n)
+    problem = option("--problem", check_choice, "problem", problem, ("ring", "digits"))
+    if n is not None:
+        option("--num-samples", check_int, "num_samples", n)
     option("--steps", check_int, "steps", steps)
     option("--snr", check_positive, "snr", snr, strict=False)
     if ode:
@@ -103,6 +109,13 @@ def sample(
         option("--corrector", check_choice, "corrector", corrector, tuple(CORRECTORS))
     torch_device = check_device("--device", device)
     out = writable_dir("--out", out)
+    if problem == "digits":
+        with reported((ValueError, TypeError, RuntimeError, FloatingPointError, OSError)):
+            sample_digits(sde=sde, predictor=predictor, corrector=corrector, steps=steps, snr=snr, n=n, seed=seed,
+                          device=str(torch_device), dtype=torch_dtype, ode=ode, method=method, eps=EPS,
+                          out=out)  # fmt: skip
+        return
+    n = 10_000 if n is None else n
     with distributed.process_group("nccl" if torch_device.type == "cuda" else "gloo"):
         with reported((ValueError, TypeError, RuntimeError, FloatingPointError)):
             x, info, wall = _run(sde_obj, n, seed, str(torch_device), torch_dtype, predictor, corrector, steps, snr,

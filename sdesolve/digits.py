@@ -1,0 +1,332 @@
+r"""The digits problem: a small diffusers ``UNet2DModel`` on scikit-learn's 8×8 digits (1 797 real images).
+
+Data: ``sklearn.datasets.load_digits`` (shipped inside scikit-learn, no download), 17 grey levels
+$k \in \{0..16\}$, uniformly dequantised and scaled to $[-1, 1]$: $x = 2(k + u)/17 - 1$, $u \sim U[0, 1)$
+(bin centres $u = \tfrac12$ without dequantisation). A fixed split (``numpy`` permutation, seed 0) holds out
+297 images; the other 1 500 train.
+
+Model: a DDPM-style ε-prediction ``UNet2DModel`` (`UNET_CONFIG`) on DDPM's linear schedule
+(`SCHEDULER_CONFIG`, i.e. the VP SDE $\beta \in [0.1, 20]$), trained by continuous-time denoising score matching
+(`sdesolve.losses`) with an EMA, its timestep input given by the noise-level match of
+`sdesolve.adapters.score_from_ddpm`, so diffusers' own schedulers drive the same network.
+
+Features: a small MLP classifier (64→128→64→10, `DigitsClassifier`) trained once on the training split (with
+dequantisation noise) and shipped with the weights; its 64-d penultimate ReLU layer is the fixed feature space of
+the Fréchet distance, and its argmax labels give the label histogram.
+
+The shipped weights (``sdesolve/data/digits.safetensors``, float16; ``digits.json``) were made by
+``sdesolve train --problem digits``. diffusers and scikit-learn are imported only when needed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ._utils import check_int, check_positive
+from .losses import dsm_loss, ema
+from .metrics import frechet_distance
+from .sde import VPSDE, LinearSDE, ScoreFn
+
+__all__ = [
+    "LEVELS",
+    "HELD_OUT",
+    "BITS_OFFSET",
+    "UNET_CONFIG",
+    "SCHEDULER_CONFIG",
+    "WEIGHTS_PATH",
+    "DigitsData",
+    "DigitsClassifier",
+    "DigitsModel",
+    "load_digits_data",
+    "to_model_scale",
+    "make_unet",
+    "train_classifier",
+    "train_digits",
+    "save_digits",
+    "load_digits_model",
+    "digits_metrics",
+    "save_grid",
+]
+
+LEVELS = 17
+HELD_OUT = 297
+BITS_OFFSET = math.log2(LEVELS) - 1.0
+r"""Bits/dim offset of the 17-level scale: $u = k + U[0,1)$, $x = 2u/17 - 1$, so $-\log_2 p_u = -\log_2 p_x + \log_2 17 - 1$.
+
+On dequantised data this bounds the discrete NLL in bits per pixel ($\log_2 17 = 4.09$ for a uniform model);
+`sdesolve.likelihood.dequantization_offset` is the same rule for $2^b$ levels."""
+TRAIN_EPS = 1e-5
+WEIGHTS_PATH = Path(__file__).parent / "data" / "digits.safetensors"
+UNET_CONFIG: dict[str, Any] = {
+    "sample_size": 8,
+    "in_channels": 1,
+    "out_channels": 1,
+    "block_out_channels": [32, 64],
+    "layers_per_block": 1,
+    "down_block_types": ["DownBlock2D", "DownBlock2D"],
+    "up_block_types": ["UpBlock2D", "UpBlock2D"],
+    "norm_num_groups": 8,
+}
+SCHEDULER_CONFIG: dict[str, Any] = {
+    "num_train_timesteps": 1000,
+    "beta_start": 1e-4,
+    "beta_end": 0.02,
+    "beta_schedule": "linear",
+    "prediction_type": "epsilon",
+    "clip_sample": False,
+}
+
+
+@dataclass
+class DigitsData:
+    """The fixed split: grey levels ``[n, 1, 8, 8]`` (float64, 0..16) and labels ``[n]``."""
+
+    train: Tensor
+    train_labels: Tensor
+    held_out: Tensor
+    held_out_labels: Tensor
+
+
+def load_digits_data() -> DigitsData:
+    """scikit-learn's digits with the fixed held-out split (seed-0 permutation, first `HELD_OUT` held out)."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    order = np.random.default_rng(0).permutation(len(digits.target))
+    images = torch.from_numpy(digits.images[order]).unsqueeze(1)
+    labels = torch.from_numpy(digits.target[order])
+    return DigitsData(images[HELD_OUT:], labels[HELD_OUT:], images[:HELD_OUT], labels[:HELD_OUT])
+
+
+def to_model_scale(levels: Tensor, generator: torch.Generator | None = None, dtype=torch.float32) -> Tensor:
+    r"""Grey levels $k$ to $x = 2(k + u)/17 - 1$: uniform $u$ from ``generator``, or $u = \tfrac12$ when None."""
+    u = torch.full_like(levels, 0.5) if generator is None else torch.rand(levels.shape, generator=generator)
+    return (2 * (levels + u) / LEVELS - 1).to(dtype)
+
+
+def make_unet():
+    """A fresh (untrained) ``UNet2DModel`` with `UNET_CONFIG`."""
+    from diffusers import UNet2DModel
+
+    return UNet2DModel(**UNET_CONFIG)
+
+
+class DigitsClassifier(nn.Module):
+    """MLP 64→128→64→10 on digits in model scale; `features` is the 64-d penultimate ReLU layer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU())
+        self.head = nn.Linear(64, 10)
+
+    def features(self, x: Tensor) -> Tensor:
+        """``[B, 1, 8, 8]`` → ``[B, 64]``."""
+        return self.body(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``[B, 1, 8, 8]`` → logits ``[B, 10]``."""
+        return self.head(self.body(x))
+
+
+def train_classifier(data: DigitsData, steps: int = 2000, seed: int = 0) -> tuple[DigitsClassifier, float]:
+    """Full-batch Adam on the dequantised training split; returns the classifier and its held-out accuracy."""
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    clf = DigitsClassifier()
+    opt = torch.optim.Adam(clf.parameters(), lr=3e-3, weight_decay=1e-4)
+    for _ in range(check_int("steps", steps)):
+        loss = nn.functional.cross_entropy(clf(to_model_scale(data.train, gen)), data.train_labels)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    clf.eval()
+    with torch.no_grad():
+        acc = (clf(to_model_scale(data.held_out)).argmax(1) == data.held_out_labels).double().mean()
+    return clf, float(acc)
+
+
+@dataclass
+class DigitsModel:
+    """The trained UNet (EMA weights), its classifier and configs; `score_fn` gives the VP-SDE score."""
+
+    unet: nn.Module
+    classifier: DigitsClassifier
+    info: dict[str, Any]
+
+    @property
+    def sde(self) -> VPSDE:
+        """The VP SDE of `SCHEDULER_CONFIG` (β ∈ [0.1, 20])."""
+        from .diffusers_models import vp_sde_from_ddpm
+
+        return vp_sde_from_ddpm(SCHEDULER_CONFIG)
+
+    def score_fn(self, sde: LinearSDE | None = None) -> ScoreFn:
+        """``score_fn(x, t)`` of the UNet under ``sde`` (default `sde`; any linear SDE by noise-level match)."""
+        from .diffusers_models import score_from_unet
+
+        return score_from_unet(self.unet, SCHEDULER_CONFIG, self.sde if sde is None else sde)
+
+
+def train_digits(
+    *,
+    steps: int = 6000,
+    batch_size: int = 128,
+    lr: float = 2e-3,
+    ema_decay: float = 0.999,
+    seed: int = 0,
+    log_every: int = 100,
+    progress: bool = True,
+    classifier_steps: int = 2000,
+) -> DigitsModel:
+    r"""Train the digits UNet: VP SDE, ε-prediction, continuous-time DSM (``reduce_mean``), Adam, EMA.
+
+    Learning rate: linear warm-up over the first 2 % of steps, then cosine decay to 0.
+
+    Args:
+        steps: optimiser steps.
+        batch_size: images per step (drawn with replacement, fresh dequantisation noise each time).
+        lr: peak Adam learning rate.
+        ema_decay: EMA decay (the EMA weights are the returned model).
+        seed: seeds the initialisation, batches, times and noise.
+        log_every: steps between loss-curve points (mean loss over the interval).
+        progress: show a tqdm bar.
+        classifier_steps: full-batch steps of the feature classifier, trained first.
+
+    Returns:
+        A `DigitsModel` whose ``info`` holds the configs, the loss curve, wall time and classifier accuracy.
+    """
+    from tqdm.auto import tqdm
+
+    steps, batch_size = check_int("steps", steps), check_int("batch_size", batch_size)
+    lr = check_positive("lr", lr)
+    data = load_digits_data()
+    classifier, accuracy = train_classifier(data, classifier_steps, seed)
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    unet = make_unet()
+    averaged = ema(unet, ema_decay)
+    untrained = DigitsModel(unet, classifier, {})
+    sde, score_fn = untrained.sde, untrained.score_fn()
+    opt = torch.optim.Adam(unet.parameters(), lr=lr)
+    warmup = max(1, steps // 50)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda k: min(1.0, (k + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(k, steps) / steps))
+    )
+    history: list[dict] = []
+    running, t0 = torch.zeros(()), time.perf_counter()
+    bar = tqdm(range(1, steps + 1), desc="train digits", disable=not progress, mininterval=2.0)
+    for step in bar:
+        idx = torch.randint(data.train.shape[0], (batch_size,), generator=gen)
+        loss = dsm_loss(sde, score_fn, to_model_scale(data.train[idx], gen), eps=TRAIN_EPS, generator=gen)
+        opt.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(unet.parameters(), 1.0)  # score_sde's grad_clip = 1
+        opt.step()
+        sched.step()
+        averaged.update_parameters(unet)
+        running += loss.detach()
+        if step % log_every == 0 or step == steps:
+            done = step - (history[-1]["step"] if history else 0)
+            history.append(
+                {"step": step, "loss": round(float(running) / done, 6), "elapsed_s": round(time.perf_counter() - t0, 2)}
+            )
+            running.zero_()
+            bar.set_postfix(loss=f"{history[-1]['loss']:.4f}")
+    info = {
+        "unet_config": UNET_CONFIG,
+        "scheduler_config": SCHEDULER_CONFIG,
+        "train": {"steps": steps, "batch_size": batch_size, "lr": lr, "ema_decay": ema_decay, "seed": seed,
+                  "eps": TRAIN_EPS, "wall_s": round(time.perf_counter() - t0, 1), "torch_threads": torch.get_num_threads()},
+        "loss_curve": history,
+        "classifier_held_out_accuracy": accuracy,
+    }  # fmt: skip
+    model = averaged.module.eval()
+    return DigitsModel(model, classifier, info)
+
+
+def save_digits(model: DigitsModel, path: Path | str = WEIGHTS_PATH) -> None:
+    """Write the UNet and classifier weights (float16 safetensors) and ``info`` (JSON beside it, same stem)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {f"unet.{k}": v.detach().half().contiguous() for k, v in model.unet.state_dict().items()}
+    tensors |= {f"classifier.{k}": v.detach().half().contiguous() for k, v in model.classifier.state_dict().items()}
+    save_file(tensors, str(path))
+    path.with_suffix(".json").write_text(json.dumps(model.info, indent=1) + "\n")
+
+
+def load_digits_model(path: Path | str = WEIGHTS_PATH, device=None, dtype=torch.float32) -> DigitsModel:
+    """Load the shipped (or a given) digits model, in eval mode, on ``device`` in ``dtype``."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no digits weights at {path}; train them with `sdesolve train --problem digits`")
+    tensors = load_file(str(path))
+    info = json.loads(path.with_suffix(".json").read_text())
+    unet, classifier = make_unet(), DigitsClassifier()
+    for prefix, module in (("unet.", unet), ("classifier.", classifier)):
+        module.load_state_dict({k[len(prefix) :]: v.float() for k, v in tensors.items() if k.startswith(prefix)})
+        module.to(device=device).eval().requires_grad_(False)
+        if dtype != torch.float32:  # diffusers warns on any dtype cast of a UNet
+            module.to(dtype=dtype)
+    return DigitsModel(unet, classifier, info)
+
+
+def digits_metrics(samples: Tensor, classifier: DigitsClassifier, data: DigitsData | None = None) -> dict[str, Any]:
+    r"""Fréchet distance of samples to the training split in the classifier's feature space, and label histograms.
+
+    ``frechet_distance_floor`` is the held-out split's distance to the training split (the value a perfect
+    sampler of ``n = 297`` would reach; the estimator's bias grows as $1/n$, so compare at similar ``n``).
+
+    Args:
+        samples: ``[n, 1, 8, 8]`` in model scale.
+        classifier: the feature classifier.
+        data: the split (loaded when None).
+
+    Returns:
+        ``frechet_distance``, ``frechet_distance_floor``, ``n``, ``label_histogram`` (fractions of 10 labels) and
+        ``train_label_histogram``.
+    """
+    data = load_digits_data() if data is None else data
+    classifier = classifier.to("cpu", torch.float32)
+    with torch.no_grad():
+        feats = classifier.features(samples.detach().cpu().float()).double()
+        train = classifier.features(to_model_scale(data.train)).double()
+        held = classifier.features(to_model_scale(data.held_out)).double()
+        labels = classifier(samples.detach().cpu().float()).argmax(1)
+    hist = torch.bincount(labels, minlength=10).double() / labels.numel()
+    train_hist = torch.bincount(data.train_labels, minlength=10).double() / data.train_labels.numel()
+    return {
+        "frechet_distance": frechet_distance(feats, train),
+        "frechet_distance_floor": frechet_distance(held, train),
+        "n": int(samples.shape[0]),
+        "label_histogram": [round(float(h), 4) for h in hist],
+        "train_label_histogram": [round(float(h), 4) for h in train_hist],
+    }
+
+
+def save_grid(samples: Tensor, path: Path | str, columns: int = 16) -> None:
+    """Write samples ``[n, 1, 8, 8]`` (model scale) as a grey PNG grid, 4× enlarged, values clipped to [-1, 1] for display."""
+    from PIL import Image
+
+    x = ((samples.detach().cpu().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)[:, 0]
+    n = x.shape[0]
+    rows = math.ceil(n / columns)
+    canvas = torch.full((rows * 9 + 1, columns * 9 + 1), 255, dtype=torch.uint8)
+    for i in range(n):
+        r, c = divmod(i, columns)
+        canvas[1 + 9 * r : 9 + 9 * r, 1 + 9 * c : 9 + 9 * c] = x[i]
+    Image.fromarray(canvas.numpy(), mode="L").resize((canvas.shape[1] * 4, canvas.shape[0] * 4), Image.NEAREST).save(
+        path
+    )
