@@ -37,15 +37,20 @@ def _initial_step(term: Term, t0: float, y0: Tensor, f0: Tensor, direction: floa
 
 
 class _Evaluator:
-    """``term`` at a host time ``t``: its coefficients from one float64 evaluation, the score's ``[B]`` time."""
+    """``term`` at host times: coefficients tabulated for all of a step's stage times at once (one float64
+    evaluation per step, not per stage), and the score's ``[B]`` time."""
 
     def __init__(self, term: Term, like: Tensor) -> None:
         self.term, self.like = term, like
         coeffs = term.coefficients(torch.linspace(0.0, 1.0, 5, dtype=torch.float64))
         self.linear = not coeffs or bool(coeffs[0].ne(0).any())  # VE's p = 0: one pass saved per evaluation
 
-    def into_(self, out: Tensor, y: Tensor, t: float) -> Tensor:
-        coeffs = [float(c) for c in self.term.coefficients(torch.tensor(t, dtype=torch.float64))]
+    def table(self, times: list[float]) -> list[tuple[float, ...]]:
+        """Coefficients at each of ``times`` (one host copy)."""
+        coeffs = self.term.coefficients(torch.tensor(times, dtype=torch.float64))
+        return list(zip(*(c.tolist() for c in coeffs), strict=True)) if coeffs else [()] * len(times)
+
+    def into_(self, out: Tensor, y: Tensor, t: float, coeffs: tuple[float, ...]) -> Tensor:
         tb = torch.full((y.shape[0],), t, device=y.device, dtype=time_dtype(y.dtype))
         return self.term.into_(out, y, tb, *coeffs, linear=self.linear)
 
@@ -74,7 +79,7 @@ def dopri5_solve(
     y, y_new, ystage = y0.clone(), torch.empty_like(y0), torch.empty_like(y0)
     # error control in float32 at least: a half-precision scale atol + rtol|y| loses atol, and its norm overflows
     err, scale, absbuf = (torch.empty_like(y0, dtype=time_dtype(y0.dtype)) for _ in range(3))
-    f = ev.into_(ks[0], y, t0)
+    f = ev.into_(ks[0], y, t0, ev.table([t0])[0])
     ks[0] = f
     nfe = 2
     h = _initial_step(term, t0, y, f, direction, rtol, atol, order=4)
@@ -85,11 +90,13 @@ def dopri5_solve(
         h = min(h, abs(t1 - t))
         last = h >= abs(t1 - t) * (1 - 1e-12)
         hs = direction * (abs(t1 - t) if last else h)
+        times = [t + c * hs for c in DOPRI5.c[1:]] + [t1 if last else t + hs]
+        coeffs = ev.table(times)
         for j in range(1, 6):
             yj = combine_(ystage, y, hs, DOPRI5.a[j], ks[:j])
-            ks[j] = ev.into_(ks[j], yj, t + DOPRI5.c[j] * hs)
+            ks[j] = ev.into_(ks[j], yj, times[j - 1], coeffs[j - 1])
         combine_(y_new, y, hs, DOPRI5.b, ks[:6])
-        ks[6] = ev.into_(ks[6], y_new, t1 if last else t + hs)
+        ks[6] = ev.into_(ks[6], y_new, times[5], coeffs[5])
         nfe += 6
         combine_(err, torch.mul(ks[0], hs * DOPRI5_ERROR[0], out=err), hs, DOPRI5_ERROR[1:], ks[1:])
         torch.maximum(scale.copy_(y).abs_(), absbuf.copy_(y_new).abs_(), out=scale).mul_(rtol).add_(atol)
