@@ -44,11 +44,13 @@ class SigmaModel(torch.nn.Module):
         return (x - MU) * w
 
 
-def _diffusers_loop(shape, steps: int, correct: bool, model: SigmaModel) -> torch.Tensor:
+def _diffusers_loop(shape, steps: int, correct: str | None, model: SigmaModel) -> torch.Tensor:
     """diffusers' ``ScoreSdeVePipeline.__call__`` loop body, on its own ``ScoreSdeVeScheduler``."""
     from diffusers import ScoreSdeVeScheduler
 
-    sched = ScoreSdeVeScheduler(sigma_min=SIGMA_MIN, sigma_max=SIGMA_MAX, snr=SNR, correct_steps=int(correct))
+    sched = ScoreSdeVeScheduler(
+        sigma_min=SIGMA_MIN, sigma_max=SIGMA_MAX, snr=SNR, correct_steps=int(correct is not None)
+    )
     gen = torch.Generator().manual_seed(0)
     sample = torch.randn(shape, generator=gen) * sched.init_noise_sigma
     sched.set_timesteps(steps)
@@ -62,15 +64,15 @@ def _diffusers_loop(shape, steps: int, correct: bool, model: SigmaModel) -> torc
     return sample_mean
 
 
-def _ours(shape, steps: int, correct: bool, model: SigmaModel) -> torch.Tensor:
+def _ours(shape, steps: int, correct: str | None, model: SigmaModel) -> torch.Tensor:
     sde = VESDE(SIGMA_MIN, SIGMA_MAX)
-    corr = LangevinCorrector(sde, snr=SNR, norm="batch") if correct else None
+    corr = LangevinCorrector(sde, snr=SNR, norm=correct) if correct else None
     gen = torch.Generator().manual_seed(0)
     score = score_from_sigma_model(model, sde)
     return pc_sample(sde, score, shape, predictor="reverse_diffusion", corrector=corr, steps=steps, generator=gen)
 
 
-def _floor(shape, steps: int, correct: bool, model: SigmaModel) -> torch.Tensor:
+def _floor(shape, steps: int, correct: str | None, model: SigmaModel) -> torch.Tensor:
     """The same score calls, ``randn(out=)`` and two in-place axpys per evaluation, nothing else."""
     sde = VESDE(SIGMA_MIN, SIGMA_MAX)
     score = score_from_sigma_model(model, sde)
@@ -79,7 +81,7 @@ def _floor(shape, steps: int, correct: bool, model: SigmaModel) -> torch.Tensor:
     buf = torch.empty_like(x)
     ts = [t.expand(shape[0]) for t in uniform_grid(sde, steps, 1e-3)]
     for i in range(steps):
-        for _ in range(1 + int(correct)):
+        for _ in range(1 + int(correct is not None)):
             s = score(x, ts[i])
             torch.randn(shape, generator=gen, out=buf)
             x.add_(s, alpha=1e-3).add_(buf, alpha=1e-3)
@@ -87,19 +89,26 @@ def _floor(shape, steps: int, correct: bool, model: SigmaModel) -> torch.Tensor:
 
 
 def pc_vs_diffusers(shapes, steps: int, repeats: int) -> list[dict]:
-    """Rows per (shape, corrector): µs per step of diffusers' loop, ours and the floor; speedup and vs_floor."""
+    """Rows per (shape, corrector): µs per step of diffusers' loop, ours and the floor; speedup and vs_floor.
+
+    Correctors: none, the batch-norm rule (diffusers' only one) and our σ-rule default (no diffusers counterpart).
+    """
     model = SigmaModel()
     rows = []
     for shape in shapes:
-        for correct in (False, True):
+        for correct in (None, "batch", "sigma"):
+            loops = (("ours", _ours), ("floor", _floor)) + (
+                (("diffusers", _diffusers_loop),) if correct != "sigma" else ()
+            )
             per_step = {
                 name: 1e6 * best(lambda f=fn, s=shape, c=correct: f(s, steps, c, model), repeats) / steps
-                for name, fn in (("diffusers", _diffusers_loop), ("ours", _ours), ("floor", _floor))
+                for name, fn in loops
             }
+            per_step.setdefault("diffusers", float("nan"))
             rows.append(
                 {
                     "shape": "x".join(map(str, shape)),
-                    "corrector": "langevin[batch]" if correct else "none",
+                    "corrector": f"langevin[{correct}]" if correct else "none",
                     "diffusers_us": per_step["diffusers"],
                     "ours_us": per_step["ours"],
                     "floor_us": per_step["floor"],

@@ -22,7 +22,7 @@ def test_benchmarks_main_runs_and_writes_json(tmp_path, capsys):
     assert len(results["ode"]) == 2 * len(METHODS)
     assert all(r["max_err"] < 1e-3 for r in results["ode"])  # rtol = atol = 1e-5 on a unit-scale flow, x100
     assert len(results["pc"]) == len(PREDICTORS) + 3
-    assert len(results["engine"]) == 2 and {"speedup", "vs_floor"} <= set(results["engine"][0])
+    assert len(results["engine"]) == 3 and {"speedup", "vs_floor"} <= set(results["engine"][0])
     assert len(results["em"]) == 1 and len(results["kdiffusion"]) in (0, 2)
     assert len(results["noise"]["draws"]) == 4 and len(results["noise"]["pc"]) == 4
     assert json.loads(out.read_text())["sizes"]["em"] == TINY["em"]
