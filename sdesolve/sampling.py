@@ -250,6 +250,7 @@ def ode_sample(
     return_info: bool = False,
     check_finite: bool = True,
     compile: bool = False,
+    lower_order_final: bool = False,
     seeds: Sequence[int] | Tensor | None = None,
 ) -> Tensor | tuple[Tensor, dict]:
     r"""Sample by integrating the probability-flow ODE $\dot x = f - \tfrac12 g^2\nabla\log p_t$ from T to eps.
@@ -273,6 +274,8 @@ def ode_sample(
         return_info: also return ``{"nfe", "method"}`` (and ``"grid"`` for fixed-step methods).
         check_finite: raise ``FloatingPointError`` if the result is non-finite (naming the step for fixed steps).
         compile: ``torch.compile`` the fixed-step kernel.
+        lower_order_final: lower orders on the last intervals of ``dpm_solver_pp_2m``/``_3m`` and ``unipc_2``/``_3``
+            (diffusers' option for very few steps; a ``ValueError`` for other methods).
         seeds: one integer per sample instead of ``generator``: row i's prior draw depends only on ``seeds[i]``
             (fixed-step methods then give the same row in any batch; the adaptive ones choose their steps for
             the whole batch, so a row agrees across batches to the solver tolerance).
@@ -307,6 +310,7 @@ def ode_sample(
             times=times,
             check_finite=check_finite,
             compile=bool(compile),
+            lower_order_final=bool(lower_order_final),
         )
     if check_finite and times is None and not bool(torch.isfinite(y).all()):  # one sync, after the solve
         raise FloatingPointError(f"non-finite sample from the probability-flow ODE ({method}, T -> eps={eps})")

@@ -105,6 +105,14 @@ def test_nfe_reported():
         assert info["nfe"] == 7 * per_step + extra, method
 
 
+def test_lower_order_final_is_refused_where_it_does_not_apply():
+    sde = SDES["vp"]
+    score = S.Gaussian(torch.zeros(1), torch.ones(1)).score_fn(sde)
+    for method, kw in (("ddim", {"steps": 4}), ("heun", {"steps": 4}), ("dopri5", {})):
+        with pytest.raises(ValueError, match="lower_order_final"):
+            S.ode_sample(sde, score, (4, 1), method=method, lower_order_final=True, **kw)
+
+
 def test_few_step_needs_steps_and_rejects_compile():
     sde = SDES["vp"]
     score = S.Gaussian(torch.zeros(1), torch.ones(1)).score_fn(sde)
@@ -220,18 +228,13 @@ def test_unipc_equals_diffusers_scheduler(order, lower_order_final):
     # grid by index); the model returns ε = -σ s. Both float64: equal to rounding. lower_order_final applies below
     # 15 steps in diffusers, so at 12 steps too.
     diffusers = pytest.importorskip("diffusers")
-    from sdesolve.solvers.fused import TimeTable
-    from sdesolve.solvers.loop import run
-    from sdesolve.solvers.programs import ProgramKernel, Schedule
-    from sdesolve.solvers.unipc import unipc
-
     sde, n = SDES["vp"], 12
     score = _mixture().score_fn(sde)
     t_grid = make_grid("logsnr", sde, n, EPS, dtype=torch.float64)
     x_t = sde.prior_sampling((16, 2), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    times = TimeTable(t_grid, x_t)
-    programs = unipc(Schedule(sde, times), order, lower_order_final=lower_order_final)
-    ours = run(ProgramKernel(programs, score, times, x_t), x_t.clone(), times)
+    ours = S.ode_sample(  # the public option, against diffusers' own scheduler
+        sde, score, x_t.shape, method=f"unipc_{order}", grid=t_grid, x_init=x_t, lower_order_final=lower_order_final
+    )
     sch = diffusers.UniPCMultistepScheduler(
         solver_order=order, lower_order_final=lower_order_final, solver_type="bh2", predict_x0=True
     )

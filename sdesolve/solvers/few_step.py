@@ -20,7 +20,7 @@ from .programs import ProgramFn, ProgramKernel, Schedule
 from .runge_kutta import FlowTerm
 from .unipc import unipc
 
-__all__ = ["FewStepMethod", "FEW_STEP", "few_step_solve"]
+__all__ = ["FewStepMethod", "FEW_STEP", "LOWER_ORDER_FINAL", "few_step_solve"]
 
 
 @dataclass(frozen=True)
@@ -47,11 +47,25 @@ FEW_STEP = {
 }
 
 
+LOWER_ORDER_FINAL = ("dpm_solver_pp_2m", "dpm_solver_pp_3m", "unipc_2", "unipc_3")
+"""The multistep methods with diffusers' ``lower_order_final`` option (lower orders on the last intervals)."""
+
+
 def few_step_solve(
-    method: str, term: FlowTerm, x: Tensor, times: TimeTable, check_finite: bool = True
+    method: str,
+    term: FlowTerm,
+    x: Tensor,
+    times: TimeTable,
+    check_finite: bool = True,
+    lower_order_final: bool = False,
 ) -> tuple[Tensor, int]:
     """Run ``method`` over ``times`` on the fused loop (``x`` is not modified); return ``(y, NFE)``."""
     if not isinstance(term, FlowTerm):
         raise TypeError(f"method={method!r} integrates the probability flow (a FlowTerm), got {type(term).__name__}")
-    kernel = ProgramKernel(FEW_STEP[method].program(Schedule(term.sde, times)), term.score_fn, times, x)
+    program = FEW_STEP[method].program
+    if lower_order_final:
+        if method not in LOWER_ORDER_FINAL:
+            raise ValueError(f"lower_order_final applies to {', '.join(LOWER_ORDER_FINAL)}, not method={method!r}")
+        program = partial(program, lower_order_final=True)
+    kernel = ProgramKernel(program(Schedule(term.sde, times)), term.score_fn, times, x)
     return run(kernel, x.clone(), times, check_finite=check_finite, desc=method), kernel.total_nfe

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from .dopri5 import dopri5_solve
-from .few_step import FEW_STEP, few_step_solve
+from .few_step import FEW_STEP, LOWER_ORDER_FINAL, few_step_solve
 from .fused import TimeTable
 from .loop import run
 from .runge_kutta import FIXED, RungeKuttaKernel, Term
@@ -71,12 +71,15 @@ def integrate(
     times: TimeTable | None = None,
     check_finite: bool = True,
     compile: bool = False,
+    lower_order_final: bool = False,
 ) -> tuple[Tensor, int]:
     """Integrate ``term`` from ``t0`` to ``t1`` (adaptive) or over ``times`` (fixed); return ``(y, NFE)``.
 
     Fixed-step methods run on the fused loop (``x`` is not modified; its copy is), naming the first
     non-finite step with ``check_finite``.
     """
+    if lower_order_final and method not in LOWER_ORDER_FINAL:
+        raise ValueError(f"lower_order_final applies to {', '.join(LOWER_ORDER_FINAL)}, not method={method!r}")
     if method in FIXED:
         kernel = RungeKuttaKernel(FIXED[method], term, times, x, compile=compile)
         y = run(kernel, x.clone(), times, check_finite=check_finite, desc=method)
@@ -84,7 +87,7 @@ def integrate(
     if method in FEW_STEP:
         if compile:
             raise ValueError(f"compile=True is not supported by the few-step method {method!r}; use compile=False")
-        return few_step_solve(method, term, x, times, check_finite=check_finite)
+        return few_step_solve(method, term, x, times, check_finite=check_finite, lower_order_final=lower_order_final)
     if method == "dopri5":
         y, nfe, _ = dopri5_solve(term, x, t0, t1, rtol=rtol, atol=atol)
         return y, nfe
