@@ -416,7 +416,51 @@ def _condition_components(means: Tensor, covs: Tensor, A, y, noise_std: float) -
     return post_means, 0.5 * (post_covs + post_covs.mT), log_ev
 
 
-class MultivariateGaussian:
+class _EigenOracle:
+    """What both full-covariance oracles derive from their eigenbasis ``_terms(x, α, σ²) -> (log p, score)``.
+
+    Subclasses set ``_lam`` (eigenvalues, all components) and implement ``_terms``.
+    """
+
+    _lam: Tensor
+
+    def _terms(self, x: Tensor, alpha: Tensor, sigma2: Tensor) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    def _at_data(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        if not bool((self._lam > 0).all()):
+            raise ValueError(
+                "covariance is singular: log_prob/score exist only for the smoothed law, use marginal(sde, t)"
+            )
+        one = torch.ones((), dtype=x.dtype, device=x.device)
+        return self._terms(x, one, 0 * one)
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        """Log-density at ``x`` (``[B, *event]``): ``[B]``."""
+        return self._at_data(x)[0]
+
+    def score(self, x: Tensor) -> Tensor:
+        r"""$\nabla_x\log p(x)$, shaped like ``x``."""
+        return self._at_data(x)[1]
+
+    def score_fn(self, sde: LinearSDE) -> Callable[[Tensor, Tensor], Tensor]:
+        r"""Exact score of $p_t$ for a batch of times ``t``."""
+
+        def score(x: Tensor, t: TimeLike) -> Tensor:
+            return self._terms(x, *_marginal_coeffs(sde, batch_time(t, x)))[1]
+
+        return score
+
+    def log_prob_fn(self, sde: LinearSDE) -> Callable[[Tensor, Tensor], Tensor]:
+        r"""Exact $\log p_t(x)$, ``[B]``, for a batch of times ``t``."""
+
+        def log_prob(x: Tensor, t: TimeLike) -> Tensor:
+            return self._terms(x, *_marginal_coeffs(sde, batch_time(t, x)))[0]
+
+        return log_prob
+
+
+class MultivariateGaussian(_EigenOracle):
     r"""Full-covariance Gaussian data $\mathcal N(\mu, \Sigma)$; $\Sigma$ acts on the flattened event.
 
     Under a linear SDE, $x_t \sim \mathcal N(\alpha\mu, \alpha^2\Sigma + \sigma^2 I)$. Everything is computed in
@@ -470,42 +514,12 @@ class MultivariateGaussian:
         logp, score = _eig_terms(xf, alpha * self.mean.reshape(1, 1, -1), self._U[None], alpha**2 * self._lam + sigma2)
         return logp[:, 0], score[:, 0].reshape(x.shape)
 
-    def _at_data(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        if not bool((self._lam > 0).all()):
-            raise ValueError("cov is singular: log_prob/score exist only for the smoothed law, use marginal(sde, t)")
-        one = torch.ones((), dtype=x.dtype, device=x.device)
-        return self._terms(x, one, 0 * one)
-
-    def log_prob(self, x: Tensor) -> Tensor:
-        """Log-density at ``x`` (``[B, *event]``): ``[B]``."""
-        return self._at_data(x)[0]
-
-    def score(self, x: Tensor) -> Tensor:
-        r"""$\nabla_x\log p(x) = -\Sigma^{-1}(x - \mu)$, shaped like ``x``."""
-        return self._at_data(x)[1]
-
     def marginal(self, sde: LinearSDE, t: TimeLike) -> MultivariateGaussian:
         r"""Exact law of $x_t$: $\mathcal N(\alpha\mu, \alpha^2\Sigma + \sigma^2 I)$."""
         t = _scalar_time(sde, t, self.mean)
         alpha, sigma2 = _marginal_coeffs(sde, t)
         eye = torch.eye(self.mean.numel(), dtype=self.mean.dtype, device=self.mean.device)
         return MultivariateGaussian(alpha * self.mean, alpha**2 * self.cov + sigma2 * eye)
-
-    def score_fn(self, sde: LinearSDE) -> Callable[[Tensor, Tensor], Tensor]:
-        r"""Exact score $-(\alpha^2\Sigma + \sigma^2 I)^{-1}(x - \alpha\mu)$ for a batch of times ``t``."""
-
-        def score(x: Tensor, t: TimeLike) -> Tensor:
-            return self._terms(x, *_marginal_coeffs(sde, batch_time(t, x)))[1]
-
-        return score
-
-    def log_prob_fn(self, sde: LinearSDE) -> Callable[[Tensor, Tensor], Tensor]:
-        r"""Exact $\log p_t(x)$, ``[B]``, for a batch of times ``t``."""
-
-        def log_prob(x: Tensor, t: TimeLike) -> Tensor:
-            return self._terms(x, *_marginal_coeffs(sde, batch_time(t, x)))[0]
-
-        return log_prob
 
     def flow(self, sde: LinearSDE, x: Tensor, t: TimeLike, s: TimeLike) -> Tensor:
         r"""Exact probability-flow map from time ``t`` to ``s``.
@@ -537,7 +551,7 @@ class MultivariateGaussian:
         return f"MultivariateGaussian(event_shape={tuple(self.event_shape)})"
 
 
-class MultivariateGaussianMixture:
+class MultivariateGaussianMixture(_EigenOracle):
     r"""Mixture $\sum_k w_k\,\mathcal N(\mu_k, \Sigma_k)$ of full-covariance components.
 
     Its own class rather than a mode of `GaussianMixture`: that one keeps diagonal variances broadcast over
@@ -611,42 +625,12 @@ class MultivariateGaussianMixture:
         gamma = torch.softmax(logp, dim=1)  # [B, K] responsibilities
         return torch.logsumexp(logp, dim=1), torch.einsum("bk,bkd->bd", gamma, scores).reshape(x.shape)
 
-    def _at_data(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        if not bool((self._lam > 0).all()):
-            raise ValueError("covs are singular: log_prob/score exist only for the smoothed law, use marginal(sde, t)")
-        one = torch.ones((), dtype=x.dtype, device=x.device)
-        return self._terms(x, one, 0 * one)
-
-    def log_prob(self, x: Tensor) -> Tensor:
-        """Log-density (log-sum-exp over components), ``[B]``."""
-        return self._at_data(x)[0]
-
-    def score(self, x: Tensor) -> Tensor:
-        r"""$\nabla\log p(x) = \sum_k \gamma_k(x)\,\Sigma_k^{-1}(\mu_k - x)$ with softmax responsibilities."""
-        return self._at_data(x)[1]
-
     def marginal(self, sde: LinearSDE, t: TimeLike) -> MultivariateGaussianMixture:
         r"""Exact law of $x_t$: weights kept, $\mu_k \to \alpha\mu_k$, $\Sigma_k \to \alpha^2\Sigma_k + \sigma^2 I$."""
         t = _scalar_time(sde, t, self.means)
         alpha, sigma2 = _marginal_coeffs(sde, t)
         eye = torch.eye(self.covs.shape[-1], dtype=self.covs.dtype, device=self.covs.device)
         return MultivariateGaussianMixture(self.weights, alpha * self.means, alpha**2 * self.covs + sigma2 * eye)
-
-    def score_fn(self, sde: LinearSDE) -> Callable[[Tensor, Tensor], Tensor]:
-        r"""Exact score of $p_t$ for a batch of times ``t``."""
-
-        def score(x: Tensor, t: TimeLike) -> Tensor:
-            return self._terms(x, *_marginal_coeffs(sde, batch_time(t, x)))[1]
-
-        return score
-
-    def log_prob_fn(self, sde: LinearSDE) -> Callable[[Tensor, Tensor], Tensor]:
-        r"""Exact $\log p_t(x)$, ``[B]``, for a batch of times ``t``."""
-
-        def log_prob(x: Tensor, t: TimeLike) -> Tensor:
-            return self._terms(x, *_marginal_coeffs(sde, batch_time(t, x)))[0]
-
-        return log_prob
 
     def condition(self, A, y, noise_std: float) -> MultivariateGaussianMixture:
         r"""Exact posterior for $y = Ax + n$: each component conditioned (`MultivariateGaussian.condition`),
