@@ -297,7 +297,12 @@ def digits_metrics(samples: Tensor, classifier: DigitsClassifier, data: DigitsDa
     Returns:
         ``frechet_distance``, ``frechet_distance_floor``, ``n``, ``label_histogram`` (fractions of 10 labels) and
         ``train_label_histogram``.
+
+    Raises:
+        FloatingPointError: for non-finite samples.
     """
+    if not bool(torch.isfinite(samples).all()):  # the Fréchet distance of NaN features is a bare LinAlgError
+        raise FloatingPointError("samples hold non-finite values (NaN or inf): the sampler diverged")
     data = load_digits_data() if data is None else data
     classifier = classifier.to("cpu", torch.float32)
     with torch.no_grad():

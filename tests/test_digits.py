@@ -88,6 +88,8 @@ def test_shipped_model_samples_finite_digits(shipped):
     assert x.shape == (8, 1, 8, 8) and bool(torch.isfinite(x).all())
     metrics = digits_metrics(x, shipped.classifier)
     assert metrics["n"] == 8 and sum(metrics["label_histogram"]) == pytest.approx(1)
+    with pytest.raises(FloatingPointError, match="non-finite"):  # a diverged sampler (diffusers' DPM++ at 1000 steps)
+        digits_metrics(x * float("nan"), shipped.classifier)
 
 
 @pytest.mark.parametrize("args", [["--corrector", "none"], ["--ode", "--method", "euler"]])
