@@ -15,6 +15,8 @@ from . import engine, noise, ode, pc
 IMAGE_SHAPES = [(1, 2), (16, 2), (512, 3, 8, 8), (64, 3, 64, 64)]
 FULL = {
     "engine": {"shapes": IMAGE_SHAPES, "steps": 200, "repeats": 3},
+    "compiled": {"shapes": IMAGE_SHAPES, "steps": 200, "repeats": 3},
+    "cuda": {"shapes": IMAGE_SHAPES, "steps": 200, "repeats": 3},
     "em": {"batch": 4096, "steps": 1000, "repeats": 3},
     "ode": {"shapes": [(16, 2), (4096, 2), (512, 3, 8, 8)], "repeats": 3},
     "kdiffusion": {"shape": (512, 3, 8, 8), "steps": 50, "repeats": 3},
@@ -23,6 +25,8 @@ FULL = {
 }
 QUICK = {
     "engine": {"shapes": [(16, 2), (64, 3, 8, 8)], "steps": 20, "repeats": 1},
+    "compiled": {"shapes": [(64, 3, 8, 8)], "steps": 20, "repeats": 1},
+    "cuda": {"shapes": [(16, 2)], "steps": 20, "repeats": 1},
     "em": {"batch": 256, "steps": 50, "repeats": 1},
     "ode": {"shapes": [(256, 16)], "repeats": 1},
     "kdiffusion": {"shape": (64, 3, 8, 8), "steps": 10, "repeats": 1},
@@ -42,6 +46,26 @@ TABLES = {
             "speedup_target",
             "vs_floor",
             "vs_floor_target",
+        ],
+    ),
+    "compiled": (
+        "pc_sample compile=True vs eager (µs per step; VE reverse diffusion, exact score)",
+        ["shape", "corrector", "eager_us", "compiled_us", "speedup", "speedup_target"],
+    ),
+    "cuda": (
+        "PC loop on CUDA: diffusers vs ours eager vs ours as one CUDA graph (µs per step)",
+        [
+            "shape",
+            "corrector",
+            "device",
+            "diffusers_us",
+            "eager_us",
+            "graph_us",
+            "speedup_eager",
+            "speedup_graph",
+            "speedup_target",
+            "graph_vs_eager",
+            "graph_vs_eager_target",
         ],
     ),
     "em": (
@@ -113,6 +137,8 @@ def main(argv: list[str] | None = None, sizes: dict | None = None) -> dict:
     warnings.filterwarnings("ignore", message="norm='sample'")  # the 2-D benchmark times it regardless
     runners = {
         "engine": lambda s: engine.pc_vs_diffusers(s["shapes"], s["steps"], s["repeats"]),
+        "compiled": lambda s: engine.compiled_vs_eager(s["shapes"], s["steps"], s["repeats"]),
+        "cuda": lambda s: engine.on_cuda(s["shapes"], s["steps"], s["repeats"]),
         "em": lambda s: engine.em_vs_torchsde(s["batch"], s["steps"], s["repeats"]),
         "ode": lambda s: ode.run(s["shapes"], s["repeats"]),
         "kdiffusion": lambda s: engine.vs_kdiffusion(s["shape"], s["steps"], s["repeats"]),
@@ -133,7 +159,7 @@ def main(argv: list[str] | None = None, sizes: dict | None = None) -> dict:
             title, columns = TABLES[name if part is None else f"{name}.{part}"]
             if rows or part is None:
                 print(f"\n{title}, {sizes[name]}")
-                print(render(rows, columns) if rows else "(not installed)")
+                print(render(rows, columns) if rows else "(not run here: package not installed, or no CUDA device)")
     if args.out is not None:
         args.out.write_text(json.dumps(results, indent=2, default=str))
     return results

@@ -5,6 +5,8 @@
 floor: a loop doing only the same score calls, ``randn(out=)`` and two in-place axpys per evaluation — the
 least any reverse-diffusion step does. (b) Euler–Maruyama vs ``torchsde.sdeint(method="euler")``.
 (d) k-diffusion's ``sample_euler``/``sample_heun`` vs our fixed-step flow on the same σ grid.
+(e) ``compile=True`` vs eager, and (f) where CUDA exists, the loop on the GPU: diffusers', ours eager and ours
+replayed as one CUDA graph (``cuda_graph=True``).
 Best of ``repeats`` wall times, one thread; ratios > 1 mean ours is faster (``speedup``) or slower (``vs_floor``).
 """
 
@@ -44,19 +46,19 @@ class SigmaModel(torch.nn.Module):
         return (x - MU) * w
 
 
-def _diffusers_loop(shape, steps: int, correct: str | None, model: SigmaModel) -> torch.Tensor:
+def _diffusers_loop(shape, steps: int, correct: str | None, model: SigmaModel, device: str = "cpu") -> torch.Tensor:
     """diffusers' ``ScoreSdeVePipeline.__call__`` loop body, on its own ``ScoreSdeVeScheduler``."""
     from diffusers import ScoreSdeVeScheduler
 
     sched = ScoreSdeVeScheduler(
         sigma_min=SIGMA_MIN, sigma_max=SIGMA_MAX, snr=SNR, correct_steps=int(correct is not None)
     )
-    gen = torch.Generator().manual_seed(0)
-    sample = torch.randn(shape, generator=gen) * sched.init_noise_sigma
-    sched.set_timesteps(steps)
+    gen = torch.Generator(device).manual_seed(0)
+    sample = torch.randn(shape, generator=gen, device=device) * sched.init_noise_sigma
+    sched.set_timesteps(steps, device=device)
     sched.set_sigmas(steps)
     for i, t in enumerate(sched.timesteps):
-        sigma_t = sched.sigmas[i] * torch.ones(shape[0])
+        sigma_t = sched.sigmas[i] * torch.ones(shape[0], device=device)
         for _ in range(sched.config.correct_steps):
             sample = sched.step_correct(model(sample, sigma_t), sample, generator=gen).prev_sample
         output = sched.step_pred(model(sample, sigma_t), t, sample, generator=gen)
@@ -64,12 +66,15 @@ def _diffusers_loop(shape, steps: int, correct: str | None, model: SigmaModel) -
     return sample_mean
 
 
-def _ours(shape, steps: int, correct: str | None, model: SigmaModel) -> torch.Tensor:
+def _ours(shape, steps: int, correct: str | None, model: SigmaModel, device: str = "cpu", **kwargs) -> torch.Tensor:
     sde = VESDE(SIGMA_MIN, SIGMA_MAX)
     corr = LangevinCorrector(sde, snr=SNR, norm=correct) if correct else None
-    gen = torch.Generator().manual_seed(0)
+    gen = torch.Generator(device).manual_seed(0)
     score = score_from_sigma_model(model, sde)
-    return pc_sample(sde, score, shape, predictor="reverse_diffusion", corrector=corr, steps=steps, generator=gen)
+    return pc_sample(
+        sde, score, shape, predictor="reverse_diffusion", corrector=corr, steps=steps, generator=gen, device=device,
+        **kwargs,
+    )  # fmt: skip
 
 
 def _floor(shape, steps: int, correct: str | None, model: SigmaModel) -> torch.Tensor:
@@ -116,6 +121,71 @@ def pc_vs_diffusers(shapes, steps: int, repeats: int) -> list[dict]:
                     "speedup_target": 3.0 if shape[0] <= 16 else 1.5,
                     "vs_floor": per_step["ours"] / per_step["floor"],
                     "vs_floor_target": 1.15 if correct else 1.10,
+                }
+            )
+    return rows
+
+
+def compiled_vs_eager(shapes, steps: int, repeats: int) -> list[dict]:
+    """``pc_sample(compile=True)`` vs eager (µs per step, reverse diffusion with and without the batch Langevin
+    step; compilation is the warm-up call's, outside the timing). Target: compiled at least as fast."""
+    import torch._dynamo
+
+    torch._dynamo.config.recompile_limit = 64  # one graph per shape and step variant, all in this one process
+    model, rows = SigmaModel(), []
+    for shape in shapes:
+        for correct in (None, "batch"):
+            us = {
+                mode: 1e6
+                * best(lambda s=shape, c=correct, m=mode: _ours(s, steps, c, model, compile=m), repeats)
+                / steps
+                for mode in (False, True)
+            }
+            rows.append(
+                {
+                    "shape": "x".join(map(str, shape)),
+                    "corrector": f"langevin[{correct}]" if correct else "none",
+                    "eager_us": us[False],
+                    "compiled_us": us[True],
+                    "speedup": us[False] / us[True],
+                    "speedup_target": 1.0,
+                }
+            )
+    return rows
+
+
+def on_cuda(shapes, steps: int, repeats: int) -> list[dict]:
+    """The PC loop on the GPU (µs per step, synchronised): diffusers', ours eager, ours as one CUDA graph; [] without
+    CUDA. The graph's capture is inside each timed call (a run captures its own grid)."""
+    if not torch.cuda.is_available():
+        return []
+    model, rows = SigmaModel(), []
+
+    def timed(fn):
+        def call():
+            fn()
+            torch.cuda.synchronize()
+
+        return 1e6 * best(call, repeats) / steps
+
+    for shape in shapes:
+        for correct in (None, "batch"):
+            diffusers = timed(lambda s=shape, c=correct: _diffusers_loop(s, steps, c, model, "cuda"))
+            eager = timed(lambda s=shape, c=correct: _ours(s, steps, c, model, "cuda"))
+            graph = timed(lambda s=shape, c=correct: _ours(s, steps, c, model, "cuda", cuda_graph=True))
+            rows.append(
+                {
+                    "shape": "x".join(map(str, shape)),
+                    "corrector": f"langevin[{correct}]" if correct else "none",
+                    "device": torch.cuda.get_device_name(),
+                    "diffusers_us": diffusers,
+                    "eager_us": eager,
+                    "graph_us": graph,
+                    "speedup_eager": diffusers / eager,
+                    "speedup_graph": diffusers / graph,
+                    "speedup_target": 3.0 if shape[0] <= 16 else 1.5,
+                    "graph_vs_eager": eager / graph,
+                    "graph_vs_eager_target": 1.0,
                 }
             )
     return rows

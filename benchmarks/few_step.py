@@ -6,8 +6,8 @@ r"""Error against NFE for every fixed-step ODE sampler: ``python -m benchmarks.f
 - **Ring mixture** (VP and VE): RMS distance to the flow map of the same prior samples (Dormand–Prince at
   rtol = atol = 1e-11) and the energy distance to an exact sample of p_eps, beside its floor (two exact samples).
 
-Settings are the same for every problem: the logSNR grid for the few-step solvers, the uniform t grid and the
-logSNR grid for euler/heun/rk4; k-diffusion's DPM-Solver++(3M) (``sample_dpmpp_3m_sde``, eta = 0) as an anchor.
+Settings are the same for every problem: the logSNR and the cosine grid (`GRIDS`) for the few-step solvers, the
+uniform t grid and the logSNR grid for euler/heun/rk4; k-diffusion's DPM-Solver++(3M) (``sample_dpmpp_3m_sde``, eta = 0) as an anchor.
 """
 
 from __future__ import annotations
@@ -29,17 +29,21 @@ from ._kdiffusion import load_sampling, run_on_flow
 EPS = 1e-3
 STEPS = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 56, 64, 80, 96, 128, 160, 192, 256)
 NFE_TARGETS = (5, 10, 20, 40, 80, 160)
+GRIDS = ("logsnr", "cosine")
+"""Grids of the few-step solvers, the same on every problem: uniform in λ, and the cosine grid with σ_d = 1 (uniform
+in arctan σ̃; σ_d = 0.5 and 2 were measured too: worse for every solver but UniPC-2, see docs/fewer-steps.md)."""
 PER_STEP = {"euler": 1, "heun": 2, "rk4": 4, "ddim": 1, "edm_heun": 2, "dpm_solver_2": 2, "dpm_solver_3": 3}
 PER_STEP |= {"dpm_solver_pp_2s": 2}
 
 
-def samplers(grid: str = "logsnr") -> list[tuple[str, str, str]]:
-    """(label, method, grid) of every sampler compared (the anchor's method is ``"kd:<sampler>"``)."""
-    rows = [(m, m, grid) for m in FEW_STEP]
+def samplers(grids: tuple[str, ...] = GRIDS) -> list[tuple[str, str, str]]:
+    """(label, method, grid) of every sampler compared (the anchor's method is ``"kd:<sampler>"``): the few-step
+    solvers on each of ``grids``, euler/heun/rk4 on the uniform t grid and the first of ``grids``."""
+    rows = [(f"{m} ({grid})", m, grid) for grid in grids for m in FEW_STEP]
     rows += [(f"{m} (uniform t)", m, "uniform") for m in ("euler", "heun", "rk4")]
-    rows += [(f"{m} ({grid})", m, grid) for m in ("euler", "heun", "rk4")]
+    rows += [(f"{m} ({grids[0]})", m, grids[0]) for m in ("euler", "heun", "rk4")]
     if load_sampling() is not None:
-        rows.append((f"k-diffusion dpmpp_3m ({grid})", "kd:sample_dpmpp_3m_sde", grid))
+        rows.append((f"k-diffusion dpmpp_3m ({grids[0]})", "kd:sample_dpmpp_3m_sde", grids[0]))
     return rows
 
 
@@ -152,11 +156,15 @@ def _plot(gauss: list[dict], mix: list[dict], path: Path) -> None:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.few_step", description=__doc__)
     parser.add_argument("--out", type=Path, default=None, help="folder for few_step.json and fewer_steps.png")
-    parser.add_argument("--grid", default="logsnr", help="grid of the few-step solvers (logsnr, karras, uniform)")
+    parser.add_argument(
+        "--grids",
+        default=",".join(GRIDS),
+        help="comma-separated grids of the few-step solvers (logsnr, cosine, karras)",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     gauss, mix, summary = [], [], []
-    for label, method, grid in samplers(args.grid):
+    for label, method, grid in samplers(tuple(args.grids.split(","))):
         g = gaussian_errors(label, method, grid)
         m = mixture_errors("vp", label, method, grid) + mixture_errors("ve", label, method, grid)
         gauss += g

@@ -33,7 +33,7 @@ from .correctors import (
     get_corrector,
     sigma_rule_step,
 )
-from .grids import karras_grid, log_sigma_grid, make_grid, uniform_grid
+from .grids import cosine_grid, karras_grid, log_sigma_grid, make_grid, uniform_grid
 from .likelihood import DIVERGENCES, bits_per_dim, dequantization_offset, log_likelihood
 from .losses import dsm_loss, dsm_losses, ema
 from .predictors import (  # the stochastic few-step predictors are registered (and re-exported) there
@@ -80,6 +80,7 @@ __all__ = [
     "uniform_grid",
     "log_sigma_grid",
     "karras_grid",
+    "cosine_grid",
     "make_grid",
     "Predictor",
     "EulerMaruyama",

@@ -14,7 +14,7 @@ from torch import Tensor
 from ._utils import check_choice, check_int, check_positive
 from .sde import SDE, LinearSDE
 
-__all__ = ["uniform_grid", "log_sigma_grid", "karras_grid", "make_grid", "GRIDS", "noise_level"]
+__all__ = ["uniform_grid", "log_sigma_grid", "karras_grid", "cosine_grid", "make_grid", "GRIDS", "noise_level"]
 
 
 def _check(sde: SDE, steps: int, eps: float) -> tuple[int, float]:
@@ -84,13 +84,39 @@ def karras_grid(sde: SDE, steps: int, eps: float = 1e-3, rho: float = 7.0, devic
     return _from_levels(sde, levels, eps, device, dtype)
 
 
+def cosine_grid(sde: SDE, steps: int, eps: float = 1e-3, sigma_data: float = 1.0, device=None, dtype=None) -> Tensor:
+    r"""Noise levels uniform in the angle $\theta = \arctan(\tilde\sigma/\sigma_d)$: $\tilde\sigma_i = \sigma_d\tan\theta_i$.
+
+    This is the uniform-t grid of the cosine schedule (Nichol & Dhariwal 2021: $\alpha = \cos\theta$,
+    $\sigma = \sin\theta$ for data of scale $\sigma_d$) carried to any SDE through $\tilde\sigma$. In
+    $\lambda = -\log\tilde\sigma$ its density is $d\theta/d\lambda = 1/(2\cosh(\lambda - \lambda_d))$,
+    $\lambda_d = -\log\sigma_d$: steps are shortest where $\tilde\sigma \approx \sigma_d$, where the data
+    prediction changes, and long at both ends, where it barely does (far above the data's scale
+    $D \approx \mathbb E[x_0]$; far below, the flow is nearly the identity).
+    """
+    steps, eps = _check(sde, steps, eps)
+    sigma_data = check_positive("sigma_data", sigma_data)
+    hi, lo = _level_range(sde, eps)
+    angles = torch.linspace(
+        float(torch.atan(hi / sigma_data)), float(torch.atan(lo / sigma_data)), steps + 1, dtype=torch.float64
+    )
+    return _from_levels(sde, sigma_data * torch.tan(angles), eps, device, dtype)
+
+
 # "logsnr" (uniform in λ = log(α/σ), DPM-Solver's grid) is log_sigma_grid: σ̃ = exp(-λ), so a geometric σ̃ is a
 # uniform λ (one formula, two names).
-GRIDS = {"uniform": uniform_grid, "log_sigma": log_sigma_grid, "karras": karras_grid, "logsnr": log_sigma_grid}
+GRIDS = {
+    "uniform": uniform_grid,
+    "log_sigma": log_sigma_grid,
+    "karras": karras_grid,
+    "logsnr": log_sigma_grid,
+    "cosine": cosine_grid,
+}
 
 
 def make_grid(grid: str | Tensor | None, sde: SDE, steps: int, eps: float, device=None, dtype=None) -> Tensor:
-    """Resolve a grid given by name (``"uniform"``, ``"log_sigma"``, ``"logsnr"``, ``"karras"``) or as a tensor.
+    """Resolve a grid given by name (``"uniform"``, ``"log_sigma"``, ``"logsnr"``, ``"karras"``, ``"cosine"``) or as a
+    tensor.
 
     A tensor grid must be 1-D, strictly decreasing, with at least two points inside ``(0, T]``.
     """

@@ -32,7 +32,7 @@ from .predictors import Predictor, get_predictor
 from .sde import SDE, LinearSDE, ScoreFn
 from .solvers.brownian_tree import SampleBrownianTree, TreeNoise
 from .solvers.fused import RunSpec, TimeTable, time_dtype
-from .solvers.loop import run
+from .solvers.loop import check_graph, run
 from .solvers.noise import Brownian, BrownianNoise, GeneratorNoise, NoiseSource
 from .solvers.ode import FIXED_STEP, ODE_METHODS, integrate
 from .solvers.runge_kutta import FlowTerm
@@ -163,6 +163,7 @@ def pc_sample(
     brownian: Brownian | str | None = None,
     compile: bool = False,
     seeds: Sequence[int] | Tensor | None = None,
+    cuda_graph: bool = False,
 ) -> Tensor | tuple[Tensor, dict]:
     r"""Predictor–corrector sampling from ``T`` down to ``eps`` (Song et al. 2021, Alg. 1).
 
@@ -198,6 +199,8 @@ def pc_sample(
         seeds: one integer per sample (a sequence or an integer tensor of length B) instead of ``generator``:
             every draw of row i (prior, predictor, corrector) depends only on ``seeds[i]``
             (`sdesolve.solvers.seeded`), so a sample is the same in any batch, order or process.
+        cuda_graph: capture the whole loop as one CUDA graph and replay it (CUDA states; bitwise equal to
+            eager). The score must be capturable: device work only, no host synchronisation.
 
     Returns:
         Samples ``[B, *event]`` at ``eps`` (and the info dict with ``return_info``).
@@ -212,6 +215,9 @@ def pc_sample(
     check_built_on("corrector", corr, sde)
     x, keyed = _initial_state(sde, shape, x_init, generator, device, dtype, seeds)
     out_dtype = x.dtype
+    if cuda_graph and callable(brownian):  # a user's path object answers on the host, draw by draw
+        raise ValueError("cuda_graph=True cannot capture a brownian= callable; use brownian='per_sample' or seeds")
+    graph = check_graph(cuda_graph, x, progress=progress, compile=compile)
     x, score_fn = _master(x, _checked_score(score_fn))
     times = TimeTable(_resolve_grid(sde, grid, steps, eps), x)
     noise = _noise_source(sde, times, x, generator, keyed, brownian)
@@ -224,7 +230,8 @@ def pc_sample(
             corrector_kernel(x, i, last)
         predictor_kernel(x, i, last)
 
-    x = run(step, x, times, noise=noise, check_finite=check_finite, progress=progress, desc="pc_sample").to(out_dtype)
+    x = run(step, x, times, noise=noise, check_finite=check_finite, progress=progress, desc="pc_sample", graph=graph)
+    x = x.to(out_dtype)
     n = len(times) - 1
     if return_info:
         nfe = n * corr.nfe + getattr(predictor_kernel, "total_nfe", n * pred.nfe)  # step programs count their own
@@ -252,6 +259,7 @@ def ode_sample(
     compile: bool = False,
     lower_order_final: bool = False,
     seeds: Sequence[int] | Tensor | None = None,
+    cuda_graph: bool = False,
 ) -> Tensor | tuple[Tensor, dict]:
     r"""Sample by integrating the probability-flow ODE $\dot x = f - \tfrac12 g^2\nabla\log p_t$ from T to eps.
 
@@ -279,6 +287,7 @@ def ode_sample(
         seeds: one integer per sample instead of ``generator``: row i's prior draw depends only on ``seeds[i]``
             (fixed-step methods then give the same row in any batch; the adaptive ones choose their steps for
             the whole batch, so a row agrees across batches to the solver tolerance).
+        cuda_graph: capture the fixed-step loop as one CUDA graph and replay it (as in `pc_sample`).
 
     Returns:
         Samples ``[B, *event]`` at ``eps`` (and the info dict with ``return_info``).
@@ -294,6 +303,9 @@ def ode_sample(
             check_tolerance("rtol", rtol, time_dtype(out_dtype)),
             check_tolerance("atol", atol, time_dtype(out_dtype)),
         )
+    if cuda_graph and method not in FIXED_STEP:
+        raise ValueError(f"cuda_graph=True applies to the fixed-step methods, not method={method!r}")
+    graph = check_graph(cuda_graph, x, compile=compile)
     x, score_fn = _master(x, _checked_score(score_fn))
     term = FlowTerm(_linear(sde), score_fn)
     t_grid = _fixed_grid(sde, method, steps, grid, eps)
@@ -311,6 +323,7 @@ def ode_sample(
             check_finite=check_finite,
             compile=bool(compile),
             lower_order_final=bool(lower_order_final),
+            graph=graph,
         )
     if check_finite and times is None and not bool(torch.isfinite(y).all()):  # one sync, after the solve
         raise FloatingPointError(f"non-finite sample from the probability-flow ODE ({method}, T -> eps={eps})")

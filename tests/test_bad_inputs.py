@@ -164,7 +164,7 @@ ROWS = [
     row("oracle", "sample-n-neg", ValueError, "n must", lambda: DATA.sample(-1)),
     row("oracle", "sample-n-float", TypeError, "n must", lambda: MIX.sample(2.5)),
     # -- time grids ---------------------------------------------------------------------------------------------
-    row("grid", "unknown-name", ValueError, "choose one of", lambda: make_grid("cosine", SDE, 10, 1e-3)),
+    row("grid", "unknown-name", ValueError, "choose one of", lambda: make_grid("quadratic", SDE, 10, 1e-3)),
     row("grid", "steps=0", ValueError, "steps", lambda: make_grid("uniform", SDE, 0, 1e-3)),
     row("grid", "eps=0", ValueError, "eps", lambda: make_grid("karras", SDE, 10, 0.0)),
     row("grid", "eps>=T", ValueError, "eps", lambda: make_grid("log_sigma", SDE, 10, 1.0)),
@@ -243,7 +243,7 @@ ROWS = [
     row("engine", "pc-grid-increasing", ValueError, "decreasing",
         lambda: pc_sample(SDE, SCORE, (4, 2), grid=torch.linspace(1e-3, 1, 6))),
     row("engine", "pc-grid-above-T", ValueError, "grid", lambda: pc_sample(SDE, SCORE, (4, 2), grid=torch.linspace(2, 1e-3, 6))),
-    row("engine", "pc-grid-name", ValueError, "grid", lambda: pc_sample(SDE, SCORE, (4, 2), steps=5, grid="cosine")),
+    row("engine", "pc-grid-name", ValueError, "grid", lambda: pc_sample(SDE, SCORE, (4, 2), steps=5, grid="quadratic")),
     row("engine", "pc-sde-not-sde", TypeError, "sde", lambda: pc_sample("vp", SCORE, (4, 2), steps=5)),
     row("engine", "pc-nan-score", FloatingPointError, "step 0", lambda: pc_sample(SDE, nan_score, (4, 2), steps=5)),
     row("engine", "pc-nan-x_init", FloatingPointError, "non-finite",

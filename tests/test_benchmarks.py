@@ -2,12 +2,16 @@
 
 import json
 
+import torch
+
 from benchmarks.__main__ import main
 from benchmarks.ode import METHODS
 from benchmarks.pc import PREDICTORS
 
 TINY = {
     "engine": {"shapes": [(2, 2)], "steps": 3, "repeats": 1},
+    "compiled": {"shapes": [(2, 2)], "steps": 3, "repeats": 1},
+    "cuda": {"shapes": [(2, 2)], "steps": 3, "repeats": 1},
     "em": {"batch": 8, "steps": 3, "repeats": 1},
     "ode": {"shapes": [(8, 2)], "repeats": 1},
     "kdiffusion": {"shape": (2, 2), "steps": 3, "repeats": 1},
@@ -24,6 +28,8 @@ def test_benchmarks_main_runs_and_writes_json(tmp_path, capsys):
     assert len(results["pc"]) == len(PREDICTORS) + 3
     assert len(results["engine"]) == 3 and {"speedup", "vs_floor"} <= set(results["engine"][0])
     assert len(results["em"]) == 1 and len(results["kdiffusion"]) in (0, 2)
+    assert len(results["compiled"]) == 2 and {"eager_us", "compiled_us"} <= set(results["compiled"][0])
+    assert len(results["cuda"]) == (2 if torch.cuda.is_available() else 0)
     assert len(results["noise"]["draws"]) == 4 and len(results["noise"]["pc"]) == 4
     assert json.loads(out.read_text())["sizes"]["em"] == TINY["em"]
     assert "time_vs_dopri5" in capsys.readouterr().out

@@ -228,7 +228,7 @@ def test_no_host_sync_inside_the_step_loop(monkeypatch):
         ({"eps": 0.0}, ValueError, "eps"),
         ({"snr": -0.1}, ValueError, "snr"),
         ({"corrector": "langevin_instance", "snr": 0.2}, ValueError, "snr="),
-        ({"grid": "cosine"}, ValueError, "choose one of: uniform, log_sigma, karras"),
+        ({"grid": "quadratic"}, ValueError, "choose one of: uniform, log_sigma, karras"),
         ({"shape": (4,)}, ValueError, "shape"),
         ({"x_init": torch.zeros(3, 64)}, ValueError, "x_init"),
     ],

@@ -58,8 +58,10 @@ def few_step_solve(
     times: TimeTable,
     check_finite: bool = True,
     lower_order_final: bool = False,
+    graph: bool = False,
 ) -> tuple[Tensor, int]:
-    """Run ``method`` over ``times`` on the fused loop (``x`` is not modified); return ``(y, NFE)``."""
+    """Run ``method`` over ``times`` on the fused loop (``x`` is not modified; ``graph``: as one CUDA graph);
+    return ``(y, NFE)``."""
     if not isinstance(term, FlowTerm):
         raise TypeError(f"method={method!r} integrates the probability flow (a FlowTerm), got {type(term).__name__}")
     program = FEW_STEP[method].program
@@ -68,4 +70,4 @@ def few_step_solve(
             raise ValueError(f"lower_order_final applies to {', '.join(LOWER_ORDER_FINAL)}, not method={method!r}")
         program = partial(program, lower_order_final=True)
     kernel = ProgramKernel(program(Schedule(term.sde, times)), term.score_fn, times, x)
-    return run(kernel, x.clone(), times, check_finite=check_finite, desc=method), kernel.total_nfe
+    return run(kernel, x.clone(), times, check_finite=check_finite, desc=method, graph=graph), kernel.total_nfe

@@ -4,6 +4,11 @@ No host synchronisation inside the loop. Finiteness is checked on device every `
 (NaN and inf persist through the affine updates, so a bad state is still bad at the next check) and synced
 once after the loop; only when that check fails is the run repeated from the same start and noise with a
 check after every interval, to name the first bad step and its times exactly.
+
+With ``graph=True`` (CUDA states) the whole loop is captured once as a CUDA graph and replayed: the same kernels
+on the same buffers, so the result is bitwise the eager run's. The generators' Philox offsets are registered
+with the graph, which replays the draws eager would make from the same state and leaves the generator where
+eager would.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from tqdm.auto import tqdm
 from .fused import TimeTable
 from .noise import NoiseSource
 
-__all__ = ["run", "CHECK_EVERY", "maybe_compile"]
+__all__ = ["run", "CHECK_EVERY", "maybe_compile", "check_graph"]
 
 CHECK_EVERY = 16
 Step = Callable[[Tensor, int, bool], None]
@@ -36,11 +41,42 @@ def _loop(step: Step, x: Tensor, n: int, every: int, progress: bool, desc: str) 
     return checked, finite
 
 
+def _replayed(
+    step: Step, x: Tensor, n: int, every: int, noise: NoiseSource | None, desc: str
+) -> tuple[list[int], list[Tensor]]:
+    """`_loop` captured as one CUDA graph and replayed once from ``x``; the flags are read after the replay."""
+    start = x.clone()
+    state = noise.snapshot(x.device) if noise is not None else None
+    side = torch.cuda.Stream(device=x.device)
+    side.wait_stream(torch.cuda.current_stream(x.device))
+    with torch.cuda.stream(side):  # warm-up outside the capture: lazy initialisation (library handles, allocator)
+        step(x, 0, n == 1)
+    torch.cuda.current_stream(x.device).wait_stream(side)
+    if state is not None:  # the warm-up's draws are not the run's
+        noise.restore(state)
+    graph = torch.cuda.CUDAGraph()
+    default = torch.cuda.default_generators[x.device.index or 0]
+    for gen in noise.generators() if noise is not None else ():
+        if gen is not default:  # torch's default CUDA generator is registered by the capture itself
+            graph.register_generator_state(gen)
+    try:
+        with torch.cuda.graph(graph):
+            checked, finite = _loop(step, x, n, every, False, desc)
+    except RuntimeError as err:
+        raise RuntimeError(
+            f"{desc}: the step loop could not be captured as a CUDA graph ({err}); the score and the noise must run "
+            "on the device without host synchronisation; use cuda_graph=False"
+        ) from err
+    x.copy_(start)
+    graph.replay()
+    return checked, [torch.stack(finite)] if finite else []
+
+
 def _first_bad(checked: list[int], finite: list[Tensor]) -> int:
     """The first checked interval whose state was non-finite, -1 if none: the one host sync of a run."""
     if not finite:
         return -1
-    bad = (~torch.stack(finite)).nonzero()
+    bad = (~torch.cat([f.reshape(-1) for f in finite])).nonzero()
     return checked[int(bad[0, 0])] if bad.numel() else -1
 
 
@@ -54,6 +90,7 @@ def run(
     progress: bool = False,
     desc: str = "sampling",
     hint: str = "check the score function for NaN/inf",
+    graph: bool = False,
 ) -> Tensor:
     """Apply ``step(x, i, last)`` in place over every interval of ``times``, under ``torch.no_grad()``.
 
@@ -63,6 +100,7 @@ def run(
         times: the grid; interval ``i`` runs from ``times.values[i]`` to ``times.values[i + 1]``.
         noise: the run's noise source, rewound for the failure-path rerun.
         check_finite: raise ``FloatingPointError`` naming the first non-finite step (one sync after the loop).
+        graph: capture the loop as one CUDA graph and replay it (bitwise equal to eager; see `check_graph`).
 
     Returns:
         ``x`` after the last interval.
@@ -71,7 +109,9 @@ def run(
     start = x.clone() if check_finite else None
     state = noise.snapshot(x.device) if check_finite and noise is not None else None
     with torch.no_grad():
-        seen = _first_bad(*_loop(step, x, n, CHECK_EVERY if check_finite else 0, progress, desc))
+        every = CHECK_EVERY if check_finite else 0
+        flags = _replayed(step, x, n, every, noise, desc) if graph else _loop(step, x, n, every, progress, desc)
+        seen = _first_bad(*flags)
         if seen < 0:
             return x
         x.copy_(start)
@@ -87,6 +127,33 @@ def run(
     raise FloatingPointError(f"non-finite sample at {where}; {hint}")
 
 
+def check_graph(graph: bool, x: Tensor, *, progress: bool = False, compile: bool = False) -> bool:
+    """Validate ``cuda_graph=``: a CUDA state, no progress bar (nothing runs on the host during a replay), and not
+    together with ``compile`` (torch.compile's own ``mode="reduce-overhead"`` captures graphs)."""
+    graph = bool(graph)
+    if graph and compile:
+        raise ValueError("cuda_graph=True and compile=True: choose one")
+    if graph and progress:
+        raise ValueError("cuda_graph=True replays the loop without the host: progress=True is not available with it")
+    if graph and x.device.type != "cuda":
+        raise ValueError(f"cuda_graph=True needs a CUDA state, got device {x.device}")
+    return graph
+
+
 def maybe_compile(fn: Callable, compile: bool) -> Callable:
-    """``torch.compile(fn)`` (inductor; one graph per step shape, coefficients as tensor inputs) or ``fn``."""
-    return torch.compile(fn, dynamic=False) if compile else fn
+    """``fn`` compiled by ``torch.compile`` (inductor; one graph per step shape, coefficients as tensor inputs) from
+    its second call on, or ``fn``. The first call runs eagerly, so one-time work in the score (its first-output
+    check in `sdesolve.sampling`) stays out of the graph instead of breaking it and recompiling every run."""
+    if not compile:
+        return fn
+    compiled = torch.compile(fn, dynamic=False)
+    first = True
+
+    def call(*args):
+        nonlocal first
+        if first:
+            first = False
+            return fn(*args)
+        return compiled(*args)
+
+    return call

@@ -37,6 +37,10 @@ class NoiseSource(abc.ABC):
     def restore(self, state: object) -> None:  # noqa: B027 - a source without state has nothing to restore
         """Return to a `snapshot`."""
 
+    def generators(self) -> tuple[torch.Generator, ...]:
+        """The explicit generators the draws advance (a CUDA-graph capture registers them)."""
+        return ()
+
 
 class GeneratorNoise(NoiseSource):
     """Draws from one ``torch.Generator`` (torch's default generator for ``None``), in call order."""
@@ -65,6 +69,9 @@ class GeneratorNoise(NoiseSource):
     def restore(self, state):
         gen, rng = state
         gen.set_state(rng)
+
+    def generators(self):
+        return () if self.generator is None else (self.generator,)
 
 
 class BrownianNoise(GeneratorNoise):

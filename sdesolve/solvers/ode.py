@@ -72,22 +72,23 @@ def integrate(
     check_finite: bool = True,
     compile: bool = False,
     lower_order_final: bool = False,
+    graph: bool = False,
 ) -> tuple[Tensor, int]:
     """Integrate ``term`` from ``t0`` to ``t1`` (adaptive) or over ``times`` (fixed); return ``(y, NFE)``.
 
     Fixed-step methods run on the fused loop (``x`` is not modified; its copy is), naming the first
-    non-finite step with ``check_finite``.
+    non-finite step with ``check_finite``, captured as one CUDA graph with ``graph``.
     """
     if lower_order_final and method not in LOWER_ORDER_FINAL:
         raise ValueError(f"lower_order_final applies to {', '.join(LOWER_ORDER_FINAL)}, not method={method!r}")
     if method in FIXED:
         kernel = RungeKuttaKernel(FIXED[method], term, times, x, compile=compile)
-        y = run(kernel, x.clone(), times, check_finite=check_finite, desc=method)
+        y = run(kernel, x.clone(), times, check_finite=check_finite, desc=method, graph=graph)
         return y, kernel.nfe * (len(times) - 1)
     if method in FEW_STEP:
         if compile:
             raise ValueError(f"compile=True is not supported by the few-step method {method!r}; use compile=False")
-        return few_step_solve(method, term, x, times, check_finite=check_finite, lower_order_final=lower_order_final)
+        return few_step_solve(method, term, x, times, check_finite, lower_order_final, graph)
     if method == "dopri5":
         y, nfe, _ = dopri5_solve(term, x, t0, t1, rtol=rtol, atol=atol)
         return y, nfe
