@@ -4,7 +4,7 @@ r"""Error against NFE for every fixed-step ODE sampler: ``python -m benchmarks.f
   scores, $y = a x_T + b$; two probes give $a, b$, so mean and variance at eps follow exactly from the exact
   $p_T$: $m = a m_T + b$, $v = a^2 v_T$. Error = max(|v/v_eps − 1|, |m − m_eps|/√v_eps): no Monte Carlo error.
 - **Ring mixture** (VP and VE): RMS distance to the flow map of the same prior samples (Dormand–Prince at
-  rtol = atol = 1e-11) and the energy distance to an exact sample of p_eps, beside its floor (two exact samples).
+  rtol = atol = 1e-11) and the energy distance to an exact sample of p_eps, beside its floor (`energy_floor`).
 
 Settings are the same for every problem: the logSNR and the cosine grid (`GRIDS`) for the few-step solvers, the
 uniform t grid and the logSNR grid for euler/heun/rk4; k-diffusion's DPM-Solver++(3M) (``sample_dpmpp_3m_sde``, eta = 0) as an anchor.
@@ -22,13 +22,14 @@ from sdesolve import VESDE, VPSDE, ode_sample
 from sdesolve.grids import make_grid
 from sdesolve.metrics import energy_distance
 from sdesolve.problems import gaussian_data, ring_mixture
-from sdesolve.solvers.few_step import FEW_STEP
+from sdesolve.solvers.few_step import FEW_STEP, LOWER_ORDER_FINAL
 
 from ._kdiffusion import load_sampling, run_on_flow
 
 EPS = 1e-3
 STEPS = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 56, 64, 80, 96, 128, 160, 192, 256)
 NFE_TARGETS = (5, 10, 20, 40, 80, 160)
+LOF = "+lower_order_final"
 GRIDS = ("logsnr", "cosine")
 """Grids of the few-step solvers, the same on every problem: uniform in λ, and the cosine grid with σ_d = 1 (uniform
 in arctan σ̃; σ_d = 0.5 and 2 were measured too: worse for every solver but UniPC-2, see docs/fewer-steps.md)."""
@@ -40,6 +41,7 @@ def samplers(grids: tuple[str, ...] = GRIDS) -> list[tuple[str, str, str]]:
     """(label, method, grid) of every sampler compared (the anchor's method is ``"kd:<sampler>"``): the few-step
     solvers on each of ``grids``, euler/heun/rk4 on the uniform t grid and the first of ``grids``."""
     rows = [(f"{m} ({grid})", m, grid) for grid in grids for m in FEW_STEP]
+    rows += [(f"{m} ({grid}, lower_order_final)", f"{m}{LOF}", grid) for grid in grids for m in LOWER_ORDER_FINAL]
     rows += [(f"{m} (uniform t)", m, "uniform") for m in ("euler", "heun", "rk4")]
     rows += [(f"{m} ({grids[0]})", m, grids[0]) for m in ("euler", "heun", "rk4")]
     if load_sampling() is not None:
@@ -48,13 +50,16 @@ def samplers(grids: tuple[str, ...] = GRIDS) -> list[tuple[str, str, str]]:
 
 
 def _solve(sde, score, method: str, grid: str, steps: int, x_t: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """``method`` may end in `LOF` (with ``lower_order_final``) or start with ``"kd:"`` (k-diffusion's sampler)."""
     if method.startswith("kd:"):
         t_grid = make_grid(grid, sde, steps, EPS, dtype=torch.float64)
         sampler = getattr(load_sampling(), method[3:])
         return run_on_flow(sampler, sde, score, t_grid, x_t, eta=0.0, noise_sampler=lambda a, b: None), steps
+    lof = method.endswith(LOF)
     y, info = ode_sample(
-        sde, score, x_t.shape, method=method, steps=steps, grid=grid, eps=EPS, x_init=x_t, return_info=True
-    )
+        sde, score, x_t.shape, method=method.removesuffix(LOF), steps=steps, grid=grid, eps=EPS, x_init=x_t,
+        lower_order_final=lof, return_info=True,
+    )  # fmt: skip
     return y, info["nfe"]
 
 
@@ -112,14 +117,26 @@ def _reference(name, sde, score, x_t) -> torch.Tensor:
     return _REFS[name]
 
 
-def energy_floor(sde_name: str, n: int = 2000) -> float:
-    """Energy distance between two independent exact samples of p_eps (the Monte Carlo floor)."""
+def energy_floor(sde_name: str, n: int = 2000, repeats: int = 20) -> dict:
+    """The Monte Carlo floor of the energy distance to the exact sample of `mixture_errors` (seed 1): the exact flow
+    map of the same prior samples (what a perfect solver scores), and the mean and standard deviation over
+    ``repeats`` independent exact samples of p_eps."""
     sde = VPSDE() if sde_name == "vp" else VESDE()
-    law = ring_mixture(dtype=torch.float64).marginal(sde, EPS)
-    return energy_distance(
-        law.sample(n, generator=torch.Generator().manual_seed(1)),
-        law.sample(n, generator=torch.Generator().manual_seed(2)),
+    data = ring_mixture(dtype=torch.float64)
+    law = data.marginal(sde, EPS)
+    exact = law.sample(n, generator=torch.Generator().manual_seed(1))
+    x_t = sde.prior_sampling((n, 2), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    others = torch.tensor(
+        [
+            energy_distance(law.sample(n, generator=torch.Generator().manual_seed(100 + k)), exact)
+            for k in range(repeats)
+        ]
     )
+    return {
+        "exact_flow": energy_distance(_reference(sde_name, sde, data.score_fn(sde), x_t), exact),
+        "exact_samples_mean": float(others.mean()),
+        "exact_samples_std": float(others.std()),
+    }
 
 
 def _nearest(rows: list[dict], nfe: int) -> dict:

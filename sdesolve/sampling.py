@@ -184,7 +184,8 @@ def pc_sample(
             together with a corrector instance.
         corrector_steps: Langevin steps per interval for a corrector given by name.
         denoise: return the last predictor mean (no noise on the final step), as score_sde.
-        grid: ``"uniform"`` (default), ``"log_sigma"``, ``"karras"`` or a decreasing 1-D tensor of times.
+        grid: ``"uniform"`` (default), ``"log_sigma"``/``"logsnr"``, ``"karras"``, ``"cosine"`` or a decreasing 1-D
+            tensor of times.
         x_init: start state at ``T`` (default: a prior sample); copied, not modified.
         generator: the only source of randomness.
         progress: show a tqdm bar.

@@ -245,3 +245,30 @@ def test_unipc_equals_diffusers_scheduler(order, lower_order_final):
         t = t_grid[i].expand(len(x))
         x = sch.step(-sde.std(t)[:, None] * score(x, t), sch.timesteps[i], x).prev_sample
     torch.testing.assert_close(ours, x, rtol=1e-10, atol=1e-10)
+
+
+# -- the issue's accuracy targets, with one setting for every problem: iPNDM on the cosine grid (σ_d = 1) ------
+@pytest.mark.parametrize("steps", [7, 8, 9, 10])
+def test_ipndm_on_the_cosine_grid_reaches_one_percent_within_ten_evaluations(steps):
+    # Issue 12's target: variance and mean error ≤ 1% with ≤ 10 NFE on the exact VP Gaussian (the best anchor,
+    # k-diffusion's DPM-Solver++(2M) on the logSNR grid, is at 6.6%). Exact: the solve is affine in x_T.
+    sde, data = SDES["vp"], gaussian_data(2, dtype=torch.float64)
+    probes = torch.stack([torch.zeros(2), torch.ones(2)]).to(torch.float64)
+    y = S.ode_sample(sde, data.score_fn(sde), probes.shape, method="ipndm", steps=steps, grid="cosine", x_init=probes)
+    a, b = y[1] - y[0], y[0]
+    p_t, p_eps = data.marginal(sde, sde.T), data.marginal(sde, EPS)
+    mean, var = a * p_t.mean + b, a**2 * p_t.std**2
+    assert float((var / p_eps.std**2 - 1).abs().max()) <= 0.01
+    assert float(((mean - p_eps.mean) / p_eps.std).abs().max()) <= 0.01
+
+
+@pytest.mark.parametrize("sde_name", ["vp", "ve"])
+def test_ipndm_on_the_cosine_grid_halves_the_best_anchor_on_the_ring_at_twenty_evaluations(sde_name):
+    # Issue 12's target: RMS distance to the exact flow of the same 2000 prior samples ≤ 0.022 at 20 NFE on the
+    # ring mixture (half the best anchor's 0.044, k-diffusion's DPM-Solver++(3M)); the same settings on VE.
+    sde, data = SDES[sde_name], ring_mixture(dtype=torch.float64)
+    score = data.score_fn(sde)
+    x_t = sde.prior_sampling((2000, 2), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    ref = S.ode_sample(sde, score, x_t.shape, method="dopri5", rtol=1e-11, atol=1e-11, eps=EPS, x_init=x_t)
+    y = S.ode_sample(sde, score, x_t.shape, method="ipndm", steps=20, grid="cosine", eps=EPS, x_init=x_t)
+    assert float((y - ref).pow(2).sum(1).mean().sqrt()) <= 0.022
