@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import sdesolve as S
-from benchmarks._kdiffusion import load_sampling, run_on_flow
+from benchmarks._kdiffusion import flow_denoiser, load_sampling, run_on_flow
 from sdesolve.grids import make_grid
 from sdesolve.solvers.fused import RunSpec, TimeTable
 from sdesolve.solvers.loop import run
@@ -42,10 +42,23 @@ class ListNoise(NoiseSource):
         return None
 
 
-def _ours(name, sde, score, t_grid, x_t, draws, denoise, **params):
+class QueueNoise(ListNoise):
+    """Every draw of the run, predictor's or corrector's, is the next of ``draws``."""
+
+    def __init__(self, draws):
+        self.queue = iter(draws)
+
+    def predictor(self, out, i, t, t_next):
+        return out.copy_(next(self.queue))
+
+    def corrector(self, out, i, j, t):
+        return out.copy_(next(self.queue))
+
+
+def _ours(name, sde, score, t_grid, x_t, draws, denoise, noise=ListNoise, **params):
     pred = S.PREDICTORS[name](sde, **params)
     times = TimeTable(t_grid, x_t)
-    kernel = pred.kernel(score, times, x_t, RunSpec(ListNoise(draws), denoise=denoise))
+    kernel = pred.kernel(score, times, x_t, RunSpec(noise(draws), denoise=denoise))
     return run(kernel, x_t.clone(), times)
 
 
@@ -83,6 +96,37 @@ def test_sde_dpm_solver_pp_2m_equals_kdiffusion(sde_name):
     queue = iter(draws)
     ref = run_on_flow(KD.sample_dpmpp_2m_sde, sde, score, t_grid, x_t, eta=1.0, noise_sampler=lambda s, s1: next(queue))
     ours = _ours("sde_dpm_solver_pp_2m", sde, score, t_grid, x_t, draws, False)  # k-diffusion adds the last noise
+    torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-10)
+
+
+def _kdiffusion_restart(sde, score, t_grid, x_t, draws, s_min, s_max, inner_steps):
+    """Restart (Xu et al. 2023, Alg. 1) assembled from k-diffusion's ``sample_heun``: Heun on the grid's σ̃ down to
+    the first level σ̃_j <= s_min, then per draw z: x̃ += sqrt(s_max² − σ̃_j²) z and Heun back on the geometric
+    grid s_max (σ̃_j/s_max)^(k/M), k = 0..M; then Heun on the rest of the grid."""
+    denoiser, levels = flow_denoiser(sde, score, t_grid)
+    alpha = sde.mean_coeff(t_grid)
+    j = next(k for k in range(1, len(levels)) if levels[k] <= s_min)
+    inner = torch.cat([s_max * (levels[j] / s_max) ** (torch.arange(inner_steps, dtype=torch.float64) / inner_steps),
+                       levels[j:j + 1]])  # fmt: skip
+    xt = KD.sample_heun(denoiser, x_t / alpha[0], levels[: j + 1], disable=True)
+    for z in draws:
+        xt = KD.sample_heun(denoiser, xt + (s_max**2 - levels[j] ** 2).sqrt() * z, inner, disable=True)
+    return KD.sample_heun(denoiser, xt, levels[j:], disable=True) * alpha[-1]
+
+
+@pytest.mark.skipif(KD is None, reason="k-diffusion not installed (pip install --no-deps k-diffusion)")
+@pytest.mark.parametrize("sde_name", ["ve", "vp"])
+def test_restart_equals_kdiffusion_heun_pieces(sde_name):
+    sde = SDES[sde_name]
+    data = S.GaussianMixture(torch.tensor([0.5, 0.5]), torch.tensor([[1.0], [-1.0]]), torch.tensor([0.3, 0.3]))
+    score = data.score_fn(sde)
+    x_t = sde.prior_sampling((16, 1), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    t_grid = make_grid("logsnr", sde, 12, EPS, dtype=torch.float64)
+    params = {"s_min": 0.1, "s_max": 0.5, "restarts": 3, "inner_steps": 4}
+    draws = [torch.randn(x_t.shape, generator=torch.Generator().manual_seed(20 + k), dtype=torch.float64)
+             for k in range(params["restarts"])]  # fmt: skip
+    ref = _kdiffusion_restart(sde, score, t_grid, x_t, draws, params["s_min"], params["s_max"], params["inner_steps"])
+    ours = _ours("restart", sde, score, t_grid, x_t, draws, True, noise=QueueNoise, **params)
     torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-10)
 
 
