@@ -16,7 +16,7 @@ from sdesolve.solvers.fused import RunSpec, TimeTable
 from sdesolve.solvers.loop import run
 from sdesolve.solvers.noise import NoiseSource
 from sdesolve.verify import fit_order
-from sdesolve.verify.few_step import WEAK_STEPS, sde_weak_errors
+from sdesolve.verify.few_step import WEAK_STEPS, sde_weak_errors, weak_study_errors
 
 KD = load_sampling()
 SDES = {"vp": S.VPSDE(), "subvp": S.SubVPSDE(), "ve": S.VESDE()}
@@ -135,8 +135,21 @@ def test_restart_equals_kdiffusion_heun_pieces(sde_name):
 def test_weak_order_exact_gaussian(name, sde_name):
     data = S.Gaussian(torch.tensor([0.3], dtype=torch.float64), torch.tensor([0.5], dtype=torch.float64))
     steps = WEAK_STEPS[name]
-    fit = fit_order(steps, sde_weak_errors(SDES[sde_name], name, data, steps))
+    fit = fit_order(steps, weak_study_errors(SDES[sde_name], name, data, steps))
     assert fit.within(S.PREDICTORS[name].weak_order, 0.1), (name, sde_name, fit)
+
+
+def test_restart_floors_at_its_inner_solves():
+    # Fixed inner_steps M: the error tends to C2·M⁻² (the last re-solve's Heun error): with N = 2048 grid steps
+    # (main error ~4e-6, ≤ 5% of the smallest floor) it falls as M⁻² over M = 4..32, ±0.1; refining the grid
+    # alone from 256 to 512 steps changes it by < 10% at M = 4 (N⁻² would be 4×).
+    sde = SDES["vp"]
+    data = S.Gaussian(torch.tensor([0.3], dtype=torch.float64), torch.tensor([0.5], dtype=torch.float64))
+    inner = (4, 8, 16, 32)
+    floor = [sde_weak_errors(sde, S.Restart(sde, inner_steps=m), data, (2048,), extra_draws=2)[0] for m in inner]
+    assert fit_order(inner, floor).within(2.0, 0.1), floor
+    at_256, at_512 = sde_weak_errors(sde, S.Restart(sde, inner_steps=4), data, (256, 512), extra_draws=2)
+    assert 0.9 < at_512 / at_256 < 1.0, (at_256, at_512)
 
 
 def test_pc_sample_runs_them_and_reports_nfe():
