@@ -1,4 +1,5 @@
-"""Adaptive reverse-SDE sampling (Jolicoeur-Martineau et al. 2021) against the exact law at eps."""
+"""Adaptive reverse-SDE sampling (Jolicoeur-Martineau et al. 2021): the exact law at eps in high dimension, a naive
+transcription of Alg. 1 on the same draws, batch independence with seeds, and the accepted update's weak order."""
 
 import math
 

@@ -1,9 +1,9 @@
-"""Stochastic few-step predictors: EDM's churn sampler and SDE-DPM-Solver++(2M).
+"""Stochastic few-step predictors: EDM's churn sampler, SDE-DPM-Solver++(2M) and Restart.
 
 Parity: k-diffusion's ``sample_heun`` (with churn) and ``sample_dpmpp_2m_sde`` on the same σ̃ grid, fed the same
-normals, to 1e-10 in float64 (both compute the same products in another order). Weak orders: exact mean and
-variance on 1-D Gaussian data by probe propagation (`sde_weak_errors`, no Monte Carlo), fitted over 4 step
-counts spanning 8×, ±0.1.
+normals, to 1e-10 in float64 (both compute the same products in another order); Restart, which k-diffusion lacks,
+against ``sample_heun`` pieces. Weak orders: exact mean and variance on 1-D Gaussian data by probe propagation
+(`sde_weak_errors`, no Monte Carlo), fitted over 4 step counts spanning 8×, ±0.1 (Restart with inner steps ∝ N).
 """
 
 import pytest
