@@ -34,12 +34,12 @@ def load_sampling() -> types.ModuleType | None:
     return module
 
 
-def run_on_flow(sampler, sde, score, t_grid, x_t, **kwargs):
-    """k-diffusion's ``sampler`` on our flow: σ̃ = σ/α of ``t_grid``, state x̃ = x/α, mapped back to x at the end.
+def flow_denoiser(sde, score, t_grid):
+    """k-diffusion's denoiser on our flow and the noise levels σ̃ = σ/α of ``t_grid`` (float64).
 
     The denoiser is Tweedie's $D(\\tilde x, \\tilde\\sigma) = (x + \\sigma^2 s(x, t))/\\alpha$ at $x = \\alpha\\tilde x$, with t
     looked up from the grid's σ̃ (k-diffusion calls the model with a ``[B]`` tensor of one level), or found by
-    bisection for a level off the grid (EDM's churned σ̂).
+    bisection for a level off the grid (EDM's churned σ̂, Restart's inner grid).
     """
     import torch
 
@@ -47,7 +47,6 @@ def run_on_flow(sampler, sde, score, t_grid, x_t, **kwargs):
 
     levels = (sde.std(t_grid) / sde.mean_coeff(t_grid)).to(torch.float64)
     time_of = dict(zip(levels.tolist(), t_grid.tolist(), strict=True))
-    alpha = sde.mean_coeff(t_grid)
 
     def time(level: float) -> float:
         if level not in time_of:
@@ -63,4 +62,11 @@ def run_on_flow(sampler, sde, score, t_grid, x_t, **kwargs):
         x = a * xt
         return (x + s**2 * score(x, t)) / a
 
+    return denoiser, levels
+
+
+def run_on_flow(sampler, sde, score, t_grid, x_t, **kwargs):
+    """k-diffusion's ``sampler`` on our flow (`flow_denoiser`): σ̃ of ``t_grid``, state x̃ = x/α, mapped back to x."""
+    denoiser, levels = flow_denoiser(sde, score, t_grid)
+    alpha = sde.mean_coeff(t_grid)
     return sampler(denoiser, x_t / alpha[0], levels.to(x_t.dtype), disable=True, **kwargs) * alpha[-1]

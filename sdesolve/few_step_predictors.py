@@ -140,9 +140,14 @@ class Restart(ProgramPredictor):
         inner_steps: Heun steps of each re-solve.
 
     ``nfe`` is per grid step; the restarts add ``2 · restarts · inner_steps`` once (``pc_sample`` reports the total).
+
+    Weak order 2 in the grid's N when ``inner_steps`` grows ∝ N: the error is $C_1 N^{-2} + C_2\,M^{-2}$ (Heun on
+    the grid, contracted by the restarts, and Heun on the M = ``inner_steps`` of the last re-solve), so a fixed M
+    leaves a floor $C_2 M^{-2}$ (`sdesolve.verify.few_step.RESTART_INNER_RATIO`).
     """
 
     nfe = 2
+    weak_order = 2.0  # in N, with inner_steps ∝ N (fixed inner_steps: an error floor O(inner_steps⁻²))
 
     def __init__(
         self, sde: SDE, s_min: float = 0.06, s_max: float = 0.30, restarts: int = 2, inner_steps: int = 4

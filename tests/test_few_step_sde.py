@@ -1,22 +1,22 @@
-"""Stochastic few-step predictors: EDM's churn sampler and SDE-DPM-Solver++(2M).
+"""Stochastic few-step predictors: EDM's churn sampler, SDE-DPM-Solver++(2M) and Restart.
 
 Parity: k-diffusion's ``sample_heun`` (with churn) and ``sample_dpmpp_2m_sde`` on the same σ̃ grid, fed the same
-normals, to 1e-10 in float64 (both compute the same products in another order). Weak orders: exact mean and
-variance on 1-D Gaussian data by probe propagation (`sde_weak_errors`, no Monte Carlo), fitted over 4 step
-counts spanning 8×, ±0.1.
+normals, to 1e-10 in float64 (both compute the same products in another order); Restart, which k-diffusion lacks,
+against ``sample_heun`` pieces. Weak orders: exact mean and variance on 1-D Gaussian data by probe propagation
+(`sde_weak_errors`, no Monte Carlo), fitted over 4 step counts spanning 8×, ±0.1 (Restart with inner steps ∝ N).
 """
 
 import pytest
 import torch
 
 import sdesolve as S
-from benchmarks._kdiffusion import load_sampling, run_on_flow
+from benchmarks._kdiffusion import flow_denoiser, load_sampling, run_on_flow
 from sdesolve.grids import make_grid
 from sdesolve.solvers.fused import RunSpec, TimeTable
 from sdesolve.solvers.loop import run
 from sdesolve.solvers.noise import NoiseSource
 from sdesolve.verify import fit_order
-from sdesolve.verify.few_step import WEAK_STEPS, sde_weak_errors
+from sdesolve.verify.few_step import WEAK_STEPS, sde_weak_errors, weak_study_errors
 
 KD = load_sampling()
 SDES = {"vp": S.VPSDE(), "subvp": S.SubVPSDE(), "ve": S.VESDE()}
@@ -42,10 +42,23 @@ class ListNoise(NoiseSource):
         return None
 
 
-def _ours(name, sde, score, t_grid, x_t, draws, denoise, **params):
+class QueueNoise(ListNoise):
+    """Every draw of the run, predictor's or corrector's, is the next of ``draws``."""
+
+    def __init__(self, draws):
+        self.queue = iter(draws)
+
+    def predictor(self, out, i, t, t_next):
+        return out.copy_(next(self.queue))
+
+    def corrector(self, out, i, j, t):
+        return out.copy_(next(self.queue))
+
+
+def _ours(name, sde, score, t_grid, x_t, draws, denoise, noise=ListNoise, **params):
     pred = S.PREDICTORS[name](sde, **params)
     times = TimeTable(t_grid, x_t)
-    kernel = pred.kernel(score, times, x_t, RunSpec(ListNoise(draws), denoise=denoise))
+    kernel = pred.kernel(score, times, x_t, RunSpec(noise(draws), denoise=denoise))
     return run(kernel, x_t.clone(), times)
 
 
@@ -86,13 +99,57 @@ def test_sde_dpm_solver_pp_2m_equals_kdiffusion(sde_name):
     torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-10)
 
 
+def _kdiffusion_restart(sde, score, t_grid, x_t, draws, s_min, s_max, inner_steps):
+    """Restart (Xu et al. 2023, Alg. 1) assembled from k-diffusion's ``sample_heun``: Heun on the grid's σ̃ down to
+    the first level σ̃_j <= s_min, then per draw z: x̃ += sqrt(s_max² − σ̃_j²) z and Heun back on the geometric
+    grid s_max (σ̃_j/s_max)^(k/M), k = 0..M; then Heun on the rest of the grid."""
+    denoiser, levels = flow_denoiser(sde, score, t_grid)
+    alpha = sde.mean_coeff(t_grid)
+    j = next(k for k in range(1, len(levels)) if levels[k] <= s_min)
+    inner = torch.cat([s_max * (levels[j] / s_max) ** (torch.arange(inner_steps, dtype=torch.float64) / inner_steps),
+                       levels[j:j + 1]])  # fmt: skip
+    xt = KD.sample_heun(denoiser, x_t / alpha[0], levels[: j + 1], disable=True)
+    for z in draws:
+        xt = KD.sample_heun(denoiser, xt + (s_max**2 - levels[j] ** 2).sqrt() * z, inner, disable=True)
+    return KD.sample_heun(denoiser, xt, levels[j:], disable=True) * alpha[-1]
+
+
+@pytest.mark.skipif(KD is None, reason="k-diffusion not installed (pip install --no-deps k-diffusion)")
+@pytest.mark.parametrize("sde_name", ["ve", "vp"])
+def test_restart_equals_kdiffusion_heun_pieces(sde_name):
+    sde = SDES[sde_name]
+    data = S.GaussianMixture(torch.tensor([0.5, 0.5]), torch.tensor([[1.0], [-1.0]]), torch.tensor([0.3, 0.3]))
+    score = data.score_fn(sde)
+    x_t = sde.prior_sampling((16, 1), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    t_grid = make_grid("logsnr", sde, 12, EPS, dtype=torch.float64)
+    params = {"s_min": 0.1, "s_max": 0.5, "restarts": 3, "inner_steps": 4}
+    draws = [torch.randn(x_t.shape, generator=torch.Generator().manual_seed(20 + k), dtype=torch.float64)
+             for k in range(params["restarts"])]  # fmt: skip
+    ref = _kdiffusion_restart(sde, score, t_grid, x_t, draws, params["s_min"], params["s_max"], params["inner_steps"])
+    ours = _ours("restart", sde, score, t_grid, x_t, draws, True, noise=QueueNoise, **params)
+    torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-10)
+
+
 @pytest.mark.parametrize("sde_name", list(SDES))
 @pytest.mark.parametrize("name", list(WEAK_STEPS))
 def test_weak_order_exact_gaussian(name, sde_name):
     data = S.Gaussian(torch.tensor([0.3], dtype=torch.float64), torch.tensor([0.5], dtype=torch.float64))
     steps = WEAK_STEPS[name]
-    fit = fit_order(steps, sde_weak_errors(SDES[sde_name], name, data, steps))
+    fit = fit_order(steps, weak_study_errors(SDES[sde_name], name, data, steps))
     assert fit.within(S.PREDICTORS[name].weak_order, 0.1), (name, sde_name, fit)
+
+
+def test_restart_floors_at_its_inner_solves():
+    # Fixed inner_steps M: the error tends to C2·M⁻² (the last re-solve's Heun error): with N = 2048 grid steps
+    # (main error ~4e-6, ≤ 5% of the smallest floor) it falls as M⁻² over M = 4..32, ±0.1; refining the grid
+    # alone from 256 to 512 steps changes it by < 10% at M = 4 (N⁻² would be 4×).
+    sde = SDES["vp"]
+    data = S.Gaussian(torch.tensor([0.3], dtype=torch.float64), torch.tensor([0.5], dtype=torch.float64))
+    inner = (4, 8, 16, 32)
+    floor = [sde_weak_errors(sde, S.Restart(sde, inner_steps=m), data, (2048,), extra_draws=2)[0] for m in inner]
+    assert fit_order(inner, floor).within(2.0, 0.1), floor
+    at_256, at_512 = sde_weak_errors(sde, S.Restart(sde, inner_steps=4), data, (256, 512), extra_draws=2)
+    assert 0.9 < at_512 / at_256 < 1.0, (at_256, at_512)
 
 
 def test_pc_sample_runs_them_and_reports_nfe():

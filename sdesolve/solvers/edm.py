@@ -76,6 +76,15 @@ def restart(
     solve back to $\tilde\sigma_j$ by ``inner_steps`` Heun steps geometric in $\tilde\sigma$. The added noise
     contracts the errors accumulated above $\tilde\sigma_j$; with an exact solver the law is left unchanged.
     NFE = 2 per grid step + 2 · restarts · inner_steps.
+
+    Against the authors' code (``Newbeeer/diffusion_restart_sampling``, ``restart_sampler``): the noise,
+    $\sqrt{s_{\max}^2 - \tilde\sigma_j^2}$ from the grid level reached, and the place (after the main step that
+    lands on $\tilde\sigma_j$) are theirs. Theirs lands on the grid level nearest $t_{\min}$ (ours: the first
+    $\le$ ``s_min``), spaces the inner grid by EDM's $\rho = 7$ rule with $N_{\rm Restart}$ points
+    ($N_{\rm Restart} - 1$ Heun steps; ours: geometric, i.e. uniform in $\lambda$ like the ``logsnr`` grid, with
+    ``inner_steps`` steps), scales the re-noising by $S_{\rm noise}$ = 1.003 and churns the inner steps
+    ($\gamma$ = 0.05; both against a network's bias, neither needed with an exact score), allows several windows,
+    and ends the main grid at $\tilde\sigma = 0$ with an Euler step (ours ends at ``eps``).
     """
     b, pts = ProgramBuilder(), sched.points
     if s_max > pts[0].level or s_min >= s_max:

@@ -19,7 +19,15 @@ from .orders import Data, OrderStudy, strong_order, weak_order
 __all__ = ["run_suite", "SUITE_PREDICTORS", "SUITE_FEW_STEP", "SuiteRow", "suite_cases", "expected_order"]
 
 
-SUITE_PREDICTORS = ("euler_maruyama", "reverse_diffusion", "ancestral", "pf_euler", "pf_heun", "pf_rk4")
+SUITE_PREDICTORS = (
+    "euler_maruyama",
+    "improved_euler",
+    "reverse_diffusion",
+    "ancestral",
+    "pf_euler",
+    "pf_heun",
+    "pf_rk4",
+)
 SUITE_PREDICTORS_CLS = {name: PREDICTORS[name] for name in SUITE_PREDICTORS}
 SUITE_FEW_STEP = (*FEW_STEP, *WEAK_STEPS)
 """Few-step ODE solvers (flow-map errors) and stochastic few-step predictors (exact weak errors), on the logSNR
