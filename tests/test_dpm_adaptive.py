@@ -181,12 +181,19 @@ def test_half_precision_state_integrates_in_float32():
         ({"theta": 1.5}, "theta"),
         ({"max_growth": 0.5}, "max_growth"),
         ({"h_init": 0.0}, "h_init"),
+        ({"max_iterations": 0}, "max_iterations"),
     ],
 )
 def test_bad_arguments_name_themselves(kwargs, match):
     sde = SDES["vp"]
     with pytest.raises(ValueError, match=match):
         dpm_adaptive_solve(sde, DATA.score_fn(sde), _prior(sde, 2), sde.T, EPS, **kwargs)
+
+
+def test_iteration_limit_is_an_error():
+    sde = SDES["vp"]
+    with pytest.raises(RuntimeError, match="max_iterations=3"):
+        dpm_adaptive_solve(sde, DATA.score_fn(sde), _prior(sde, 2), sde.T, EPS, max_iterations=3)
 
 
 def test_non_finite_score_is_named():

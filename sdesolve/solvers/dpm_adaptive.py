@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .._utils import append_dims, check_choice, check_positive
+from .._utils import append_dims, check_choice, check_int, check_positive
 from ..grids import _times_for_levels
 from ..sde import LinearSDE, ScoreFn
 from .fused import time_dtype
@@ -201,6 +201,7 @@ def dpm_adaptive_solve(
         raise ValueError(f"theta must be in (0, 1], got theta={theta!r}")
     if not float(max_growth) >= 1:
         raise ValueError(f"max_growth must be >= 1 (inf: no cap), got max_growth={max_growth!r}")
+    max_iterations = check_int("max_iterations", max_iterations)
     if not t1 < t0:
         raise ValueError(f"t1 must be < t0, got t0={t0!r}, t1={t1!r}")
     stepper = _Stepper(sde, score_fn, prediction, t1, x)
