@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import sdesolve as S
+from benchmarks._kdiffusion import flow_denoiser, load_sampling
 from sdesolve.problems import gaussian_data, ring_mixture
 from sdesolve.solvers.dpm_adaptive import _Stepper, dpm_adaptive_solve
 from sdesolve.verify import fit_order
@@ -137,6 +138,32 @@ def test_steps_match_the_fixed_grid_programs():
             if order == 2:
                 ddim = S.ode_sample(sde, score, (1, 2), method="ddim", grid=grid, x_init=x[i : i + 1])
                 torch.testing.assert_close(low[i : i + 1], ddim, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.skipif(load_sampling() is None, reason="k-diffusion not installed (pip install --no-deps k-diffusion)")
+@pytest.mark.parametrize("sde_name", ["vp", "ve"])
+def test_dpm_solver_23_pair_equals_kdiffusion(sde_name):
+    # the 23 pair against k-diffusion's own DPMSolver steps (noise prediction in x~ = x/α, t = λ) on the same
+    # inputs: dpm_solver_2_step(r1 = 1/3) is the low, dpm_solver_3_step the high; float64, both bisect the stage
+    # levels to the same times (1e-10 relative)
+    sde = SDES[sde_name]
+    score = ring_mixture(dtype=torch.float64).score_fn(sde)
+    kd = load_sampling()
+    x = _prior(sde, 3, seed=2) * 0.5
+    t = torch.tensor([0.95, 0.5, 0.2], dtype=torch.float64)
+    t_next = torch.tensor([0.8, 0.3, 0.02], dtype=torch.float64)
+    st = _Stepper(sde, score, "noise", EPS, x)
+    lam, lam_next = st.lam(t), st.lam(t_next)
+    stages = [st.points(st.times(lam + r * (lam_next - lam))) for r in (1 / 3, 2 / 3)]
+    low, high = st.pair(x, st.points(t), stages, st.points(t_next))
+    for i in range(len(x)):
+        denoiser, _ = flow_denoiser(sde, score, torch.stack([t[i], t_next[i]]))
+        solver = kd.DPMSolver(denoiser)
+        xt, a_next = x[i : i + 1] / sde.mean_coeff(t[i]), sde.mean_coeff(t_next[i])
+        ref_low, _ = solver.dpm_solver_2_step(xt, lam[i], lam_next[i], r1=1 / 3)
+        ref_high, _ = solver.dpm_solver_3_step(xt, lam[i], lam_next[i])
+        torch.testing.assert_close(low[i : i + 1], a_next * ref_low, rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(high[i : i + 1], a_next * ref_high, rtol=1e-10, atol=1e-10)
 
 
 def test_ode_sample_wiring():
