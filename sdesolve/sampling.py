@@ -270,9 +270,12 @@ def ode_sample(
         shape: ``[B, *event]``.
         method: ``"dopri5"`` (adaptive Dormand–Prince on device), ``"euler"``, ``"heun"``, ``"rk4"`` (fixed
             steps on ``grid``/``steps``, on the fused loop), ``"scipy_rk45"`` (score_sde's host path) or
-            ``"torchdiffeq_dopri5"`` (both kept for comparison), or a few-step solver on the fused loop
-            (`sdesolve.solvers.few_step.FEW_STEP`: ``"ddim"``, ``"edm_heun"``, ``"dpm_solver_pp_2m"``, ...).
-        rtol: relative tolerance of the adaptive methods.
+            ``"torchdiffeq_dopri5"`` (both kept for comparison), a few-step solver on the fused loop
+            (`sdesolve.solvers.few_step.FEW_STEP`: ``"ddim"``, ``"edm_heun"``, ``"dpm_solver_pp_2m"``, ...), or
+            DPM-Solver's adaptive step size with per-sample steps in λ (``"dpm_solver_adaptive"``: DPM-Solver-23,
+            noise prediction; ``"dpm_solver_pp_adaptive"``: in data prediction; `dpm_adaptive_solve`).
+        rtol: relative tolerance of the adaptive methods (DPM-Solver's paper uses 0.05 with atol = 0.0078 for
+            images in [-1, 1]; the 1e-5 default is dopri5's).
         atol: absolute tolerance of the adaptive methods.
         steps: number of intervals of the fixed-step grid (as in `pc_sample`).
         grid: grid name or decreasing 1-D tensor of times for the fixed-step methods (as in `pc_sample`); fixed-step
@@ -280,14 +283,17 @@ def ode_sample(
         eps: final time (> 0).
         x_init: start state at ``T`` (default: a prior sample).
         generator: source of the prior sample.
-        return_info: also return ``{"nfe", "method"}`` (and ``"grid"`` for fixed-step methods).
+        return_info: also return ``{"nfe", "method"}`` (and ``"grid"`` for fixed-step methods; for the
+            per-sample DPM-Solver methods also ``"nfe_per_sample"``, ``"accepted"``, ``"rejected"`` (``[B]``) and
+            ``"iterations"``: ``"nfe"`` counts batched score calls, the largest per-sample NFE).
         check_finite: raise ``FloatingPointError`` if the result is non-finite (naming the step for fixed steps).
         compile: ``torch.compile`` the fixed-step kernel.
         lower_order_final: lower orders on the last intervals of ``dpm_solver_pp_2m``/``_3m`` and ``unipc_2``/``_3``
             (diffusers' option for very few steps; a ``ValueError`` for other methods).
         seeds: one integer per sample instead of ``generator``: row i's prior draw depends only on ``seeds[i]``
-            (fixed-step methods then give the same row in any batch; the adaptive ones choose their steps for
-            the whole batch, so a row agrees across batches to the solver tolerance).
+            (fixed-step methods and the per-sample DPM-Solver methods then give the same row in any batch;
+            dopri5 and scipy choose their steps for the whole batch, so a row agrees across batches to the
+            solver tolerance).
         cuda_graph: capture the fixed-step loop as one CUDA graph and replay it (as in `pc_sample`).
 
     Returns:
@@ -311,6 +317,7 @@ def ode_sample(
     term = FlowTerm(_linear(sde), score_fn)
     t_grid = _fixed_grid(sde, method, steps, grid, eps)
     times = None if t_grid is None else TimeTable(t_grid, x)
+    extra: dict = {}
     with torch.no_grad():
         y, nfe = integrate(
             term,
@@ -325,9 +332,11 @@ def ode_sample(
             compile=bool(compile),
             lower_order_final=bool(lower_order_final),
             graph=graph,
+            info=extra,
         )
     if check_finite and times is None and not bool(torch.isfinite(y).all()):  # one sync, after the solve
         raise FloatingPointError(f"non-finite sample from the probability-flow ODE ({method}, T -> eps={eps})")
     info = {"nfe": nfe, "method": method} if times is None else {"nfe": nfe, "method": method, "grid": times.device}
     y = y.to(out_dtype)
+    info.update(extra)
     return (y, info) if return_info else y

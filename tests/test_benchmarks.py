@@ -5,6 +5,8 @@ import json
 import torch
 
 from benchmarks.__main__ import main
+from benchmarks.dpm_adaptive import FIXED
+from benchmarks.dpm_adaptive import main as adaptive_main
 from benchmarks.ode import METHODS
 from benchmarks.pc import PREDICTORS
 
@@ -33,3 +35,12 @@ def test_benchmarks_main_runs_and_writes_json(tmp_path, capsys):
     assert len(results["noise"]["draws"]) == 4 and len(results["noise"]["pc"]) == 4
     assert json.loads(out.read_text())["sizes"]["em"] == TINY["em"]
     assert "time_vs_dopri5" in capsys.readouterr().out
+
+
+def test_dpm_adaptive_benchmark_runs(tmp_path, capsys):
+    sizes = {"n_gauss": 4, "n_mix": 4, "rtols": (0.05,), "variants": {"DPM-Solver-23": {"order": 3}}}
+    rows = adaptive_main(["--out", str(tmp_path)], sizes=sizes)["rows"]
+    assert len(rows) == 3 and all(r["nfe_mean"] <= r["nfe"] for r in rows)
+    assert all(abs(r[m][0] - r["nfe_mean"]) <= 3 for r in rows for m in FIXED)  # fixed runs at the matching NFE
+    assert "| VE ring mixture | DPM-Solver-23 | 0.05 |" in capsys.readouterr().out
+    assert json.loads((tmp_path / "dpm_adaptive.json").read_text())[0]["solver"] == "DPM-Solver-23"

@@ -1,7 +1,8 @@
 r"""ODE method dispatch for `ode_sample` and `log_likelihood`: fixed-step RK on the loop, adaptive solvers.
 
 ``dopri5`` is the in-house Dormand–Prince (`dopri5_solve`); ``scipy_rk45`` (score_sde's host path) and
-``torchdiffeq_dopri5`` are kept for comparison (``benchmarks/``).
+``torchdiffeq_dopri5`` are kept for comparison (``benchmarks/``); ``dpm_solver_adaptive`` and
+``dpm_solver_pp_adaptive`` are DPM-Solver's per-sample adaptive steps in λ (`dpm_adaptive_solve`).
 """
 
 from __future__ import annotations
@@ -11,14 +12,15 @@ import torch
 from torch import Tensor
 
 from .dopri5 import dopri5_solve
+from .dpm_adaptive import DPM_ADAPTIVE, dpm_adaptive_solve
 from .few_step import FEW_STEP, LOWER_ORDER_FINAL, few_step_solve
 from .fused import TimeTable
 from .loop import run
-from .runge_kutta import FIXED, RungeKuttaKernel, Term
+from .runge_kutta import FIXED, FlowTerm, RungeKuttaKernel, Term
 
 __all__ = ["ODE_METHODS", "FIXED", "FIXED_STEP", "integrate"]
 
-ODE_METHODS = ("dopri5", "euler", "heun", "rk4", "scipy_rk45", "torchdiffeq_dopri5", *FEW_STEP)
+ODE_METHODS = ("dopri5", "euler", "heun", "rk4", "scipy_rk45", "torchdiffeq_dopri5", *FEW_STEP, *DPM_ADAPTIVE)
 FIXED_STEP = (*FIXED, *FEW_STEP)
 """Methods that run on a fixed grid (``steps=`` or ``grid=``): Runge–Kutta and the few-step solvers."""
 
@@ -73,11 +75,14 @@ def integrate(
     compile: bool = False,
     lower_order_final: bool = False,
     graph: bool = False,
+    info: dict | None = None,
 ) -> tuple[Tensor, int]:
     """Integrate ``term`` from ``t0`` to ``t1`` (adaptive) or over ``times`` (fixed); return ``(y, NFE)``.
 
     Fixed-step methods run on the fused loop (``x`` is not modified; its copy is), naming the first
-    non-finite step with ``check_finite``, captured as one CUDA graph with ``graph``.
+    non-finite step with ``check_finite``, captured as one CUDA graph with ``graph``. ``info``, if given,
+    receives a per-sample method's extra counts (``nfe_per_sample``, ``accepted``, ``rejected``: ``[B]``
+    tensors; ``iterations``).
     """
     if lower_order_final and method not in LOWER_ORDER_FINAL:
         raise ValueError(f"lower_order_final applies to {', '.join(LOWER_ORDER_FINAL)}, not method={method!r}")
@@ -92,5 +97,19 @@ def integrate(
     if method == "dopri5":
         y, nfe, _ = dopri5_solve(term, x, t0, t1, rtol=rtol, atol=atol)
         return y, nfe
+    if method in DPM_ADAPTIVE:
+        if not isinstance(term, FlowTerm):
+            raise TypeError(
+                f"method={method!r} steps the probability flow in log-SNR (a FlowTerm), not {type(term).__name__} "
+                "(log_likelihood's augmented flow): use dopri5 or a fixed-step method there"
+            )
+        order, prediction = DPM_ADAPTIVE[method]
+        y, extra = dpm_adaptive_solve(
+            term.sde, term.score_fn, x, t0, t1, order=order, prediction=prediction, rtol=rtol, atol=atol,
+            check_finite=check_finite,
+        )  # fmt: skip
+        if info is not None:
+            info.update({k: v for k, v in extra.items() if k != "nfe"})
+        return y, extra["nfe"]
     solver = _scipy_rk45 if method == "scipy_rk45" else _torchdiffeq_dopri5
     return solver(term, x, t0, t1, rtol, atol)
