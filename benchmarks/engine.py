@@ -5,7 +5,7 @@
 floor: a loop doing only the same score calls, ``randn(out=)`` and two in-place axpys per evaluation — the
 least any reverse-diffusion step does. (b) Euler–Maruyama vs ``torchsde.sdeint(method="euler")``.
 (d) k-diffusion's ``sample_euler``/``sample_heun`` vs our fixed-step flow on the same σ grid.
-(e) ``compile=True`` vs eager, and (f) where CUDA exists, the loop on the GPU: diffusers', ours eager and ours
+(g) ``compile=True`` vs eager, and (h) where CUDA exists, the loop on the GPU: diffusers', ours eager and ours
 replayed as one CUDA graph (``cuda_graph=True``).
 Best of ``repeats`` wall times, one thread; ratios > 1 mean ours is faster (``speedup``) or slower (``vs_floor``).
 """
