@@ -45,6 +45,17 @@ def _replayed(
     step: Step, x: Tensor, n: int, every: int, noise: NoiseSource | None, desc: str
 ) -> tuple[list[int], list[Tensor]]:
     """`_loop` captured as one CUDA graph and replayed once from ``x``; the flags are read after the replay."""
+    graph = torch.cuda.CUDAGraph()
+    default = torch.cuda.default_generators[x.device.index or 0]
+    for gen in noise.generators() if noise is not None else ():
+        if gen is default:  # torch's default CUDA generator is registered by the capture itself
+            continue
+        if not hasattr(graph, "register_generator_state"):
+            raise ValueError(
+                f"{desc}: cuda_graph=True with an explicit generator needs torch >= 2.4 "
+                f"(CUDAGraph.register_generator_state; this is {torch.__version__}): pass seeds= or generator=None"
+            )
+        graph.register_generator_state(gen)
     start = x.clone()
     state = noise.snapshot(x.device) if noise is not None else None
     side = torch.cuda.Stream(device=x.device)
@@ -54,11 +65,6 @@ def _replayed(
     torch.cuda.current_stream(x.device).wait_stream(side)
     if state is not None:  # the warm-up's draws are not the run's
         noise.restore(state)
-    graph = torch.cuda.CUDAGraph()
-    default = torch.cuda.default_generators[x.device.index or 0]
-    for gen in noise.generators() if noise is not None else ():
-        if gen is not default:  # torch's default CUDA generator is registered by the capture itself
-            graph.register_generator_state(gen)
     try:
         with torch.cuda.graph(graph):
             checked, finite = _loop(step, x, n, every, False, desc)
