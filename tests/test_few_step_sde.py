@@ -62,14 +62,18 @@ def _ours(name, sde, score, t_grid, x_t, draws, denoise, noise=ListNoise, **para
     return run(kernel, x_t.clone(), times)
 
 
+def _parity_problem(sde_name: str):
+    """A two-mode 1-D mixture, 16 float64 prior samples and the 12-step logSNR grid: the parity tests' inputs."""
+    sde = SDES[sde_name]
+    data = S.GaussianMixture(torch.tensor([0.5, 0.5]), torch.tensor([[1.0], [-1.0]]), torch.tensor([0.3, 0.3]))
+    x_t = sde.prior_sampling((16, 1), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    return sde, data.score_fn(sde), x_t, make_grid("logsnr", sde, 12, EPS, dtype=torch.float64)
+
+
 @pytest.mark.skipif(KD is None, reason="k-diffusion not installed (pip install --no-deps k-diffusion)")
 @pytest.mark.parametrize("sde_name", ["ve", "vp"])
 def test_edm_stochastic_equals_kdiffusion_heun_with_churn(sde_name):
-    sde = SDES[sde_name]
-    data = S.GaussianMixture(torch.tensor([0.5, 0.5]), torch.tensor([[1.0], [-1.0]]), torch.tensor([0.3, 0.3]))
-    score = data.score_fn(sde)
-    x_t = sde.prior_sampling((16, 1), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    t_grid = make_grid("logsnr", sde, 12, EPS, dtype=torch.float64)
+    sde, score, x_t, t_grid = _parity_problem(sde_name)
     params = {"churn": 6.0, "s_tmin": 0.05, "s_tmax": 10.0, "s_noise": 1.003}
     torch.manual_seed(3)  # k-diffusion draws torch.randn_like(x) once per step, churned or not
     draws = [torch.randn_like(x_t) for _ in range(12)]
@@ -85,11 +89,7 @@ def test_edm_stochastic_equals_kdiffusion_heun_with_churn(sde_name):
 @pytest.mark.skipif(KD is None, reason="k-diffusion not installed (pip install --no-deps k-diffusion)")
 @pytest.mark.parametrize("sde_name", ["ve", "vp", "subvp"])
 def test_sde_dpm_solver_pp_2m_equals_kdiffusion(sde_name):
-    sde = SDES[sde_name]
-    data = S.GaussianMixture(torch.tensor([0.5, 0.5]), torch.tensor([[1.0], [-1.0]]), torch.tensor([0.3, 0.3]))
-    score = data.score_fn(sde)
-    x_t = sde.prior_sampling((16, 1), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    t_grid = make_grid("logsnr", sde, 12, EPS, dtype=torch.float64)
+    sde, score, x_t, t_grid = _parity_problem(sde_name)
     draws = [
         torch.randn(x_t.shape, generator=torch.Generator().manual_seed(10 + i), dtype=torch.float64) for i in range(12)
     ]
@@ -117,11 +117,7 @@ def _kdiffusion_restart(sde, score, t_grid, x_t, draws, s_min, s_max, inner_step
 @pytest.mark.skipif(KD is None, reason="k-diffusion not installed (pip install --no-deps k-diffusion)")
 @pytest.mark.parametrize("sde_name", ["ve", "vp"])
 def test_restart_equals_kdiffusion_heun_pieces(sde_name):
-    sde = SDES[sde_name]
-    data = S.GaussianMixture(torch.tensor([0.5, 0.5]), torch.tensor([[1.0], [-1.0]]), torch.tensor([0.3, 0.3]))
-    score = data.score_fn(sde)
-    x_t = sde.prior_sampling((16, 1), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    t_grid = make_grid("logsnr", sde, 12, EPS, dtype=torch.float64)
+    sde, score, x_t, t_grid = _parity_problem(sde_name)
     params = {"s_min": 0.1, "s_max": 0.5, "restarts": 3, "inner_steps": 4}
     draws = [torch.randn(x_t.shape, generator=torch.Generator().manual_seed(20 + k), dtype=torch.float64)
              for k in range(params["restarts"])]  # fmt: skip
