@@ -60,14 +60,21 @@ def _sigma_and_factor(sde: LinearSDE, t: Tensor, t_next: Tensor | None) -> tuple
     return sde.std(t), torch.ones_like(t) if t_next is None else sde.mean_ratio(t, t_next) ** 2
 
 
-def ula_(x: Tensor, grad: Tensor, z: Tensor, eps: Coefficient, mean: bool = False) -> Tensor | None:
-    r"""One unadjusted Langevin step in place, $x \leftarrow x + \varepsilon\nabla\log p_t + \sqrt{2\varepsilon}\,z$.
+def ula_(
+    x: Tensor, grad: Tensor, z: Tensor, rho: Coefficient, c: Coefficient = 1.0, mean: bool = False
+) -> Tensor | None:
+    r"""One unadjusted Langevin step in place, $x \leftarrow x + \varepsilon\nabla\log p_t + \sqrt{2\varepsilon}\,z$,
+    with the step factored as $\varepsilon = c\rho^2$.
 
-    ``eps`` a float, 0-d or ``[B]`` tensor; returns a copy of the mean $x + \varepsilon\nabla\log p_t$ if ``mean``.
+    ``rho`` a float, 0-d or ``[B]`` tensor, ``c \ge 0`` a float (a 0-d tensor in compiled steps). Factored, a
+    tensor step costs three passes ($\rho^2$, then two axpys with $c$ and $\sqrt{2c}$ as scalars) instead of
+    forming $\varepsilon$ and $\sqrt{2\varepsilon}$. Returns a copy of the mean $x + \varepsilon\nabla\log p_t$ if ``mean``.
     """
-    axpy_(x, grad, eps)
+    if isinstance(c, Tensor):  # compiled steps: fold c into ρ (inductor fuses the scalar work)
+        rho, c = rho * c.sqrt(), 1.0
+    axpy_(x, grad, rho.square() if isinstance(rho, Tensor) else rho**2, value=c)
     x_mean = x.clone() if mean else None
-    axpy_(x, z, (2 * eps).sqrt() if isinstance(eps, Tensor) else math.sqrt(2 * eps))
+    axpy_(x, z, rho, value=math.sqrt(2 * c))
     return x_mean
 
 
@@ -147,16 +154,24 @@ class LangevinCorrector(Corrector):
         eps = self._step_size(grad, z, self.sde.std(t), alpha)
         return eps.expand(grad.shape[0])
 
-    def _step_size(self, grad: Tensor, z: Tensor, sigma: Coefficient, alpha: Coefficient) -> Coefficient:
-        r"""`step_size` from $\sigma(t)$: a float (or like ``sigma``) for the σ-rule, else a device tensor
-        (``[B]`` for ``"sample"``, 0-d for ``"batch"``; no host sync)."""
+    def _step_factors(
+        self, grad: Tensor, z: Tensor, sigma: Coefficient, alpha: Coefficient
+    ) -> tuple[Coefficient, Coefficient]:
+        r"""$(\rho, c)$ with $\varepsilon = c\rho^2$, $c = 2\alpha\,\mathrm{snr}^2$: $\rho = \sigma(t)$ for the σ-rule
+        (a float, or like ``sigma``), else the norm ratio on device — of the batch means (0-d; the ratio of the sums,
+        which is the same number) or per sample (``[B]``); no host sync."""
         if self.norm == "sigma":
-            ratio = sigma
+            rho = sigma
         else:
             g = torch.linalg.vector_norm(grad.reshape(grad.shape[0], -1), dim=1)
             n = torch.linalg.vector_norm(z.reshape(z.shape[0], -1), dim=1)
-            ratio = n.mean() / g.mean() if self.norm == "batch" else n / g
-        return 2 * alpha * (self.snr * ratio) ** 2
+            rho = n.sum() / g.sum() if self.norm == "batch" else n / g
+        return rho, 2 * alpha * self.snr**2
+
+    def _step_size(self, grad: Tensor, z: Tensor, sigma: Coefficient, alpha: Coefficient) -> Coefficient:
+        r"""`step_size` from $\sigma(t)$: $c\rho^2$ of `_step_factors`."""
+        rho, c = self._step_factors(grad, z, sigma, alpha)
+        return c * rho**2
 
     def _check_norm(self, x: Tensor) -> None:
         if self.norm == "sample" and event_numel(x) < _SAMPLE_NORM_MIN_DIM:
@@ -170,7 +185,7 @@ class LangevinCorrector(Corrector):
         self, x: Tensor, grad: Tensor, z: Tensor, sigma: Coefficient, alpha: Coefficient, mean: bool = False
     ) -> Tensor | None:
         r"""One step in place, $x \leftarrow x + \varepsilon\nabla\log p_t + \sqrt{2\varepsilon}\,z$; the mean if ``mean``."""
-        return ula_(x, grad, z, self._step_size(grad, z, sigma, alpha), mean)
+        return ula_(x, grad, z, *self._step_factors(grad, z, sigma, alpha), mean=mean)
 
     def step(self, x, t, score_fn, generator=None, t_next=None):
         t = batch_time(t, x)
@@ -266,7 +281,7 @@ def sigma_rule_step(sde: LinearSDE, snr: float, t: Tensor, t_next: Tensor | None
 def _ula_proposal(x: Tensor, grad: Tensor, eps: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
     r"""One unadjusted Langevin move out of place (`ula_`), ``(x', mean)``; ``eps`` ``[B]``."""
     out = x.clone()
-    mean = ula_(out, grad, z, eps, mean=True)
+    mean = ula_(out, grad, z, eps.sqrt(), mean=True)
     return out, mean
 
 

@@ -214,9 +214,9 @@ def _check_ops() -> int:
     return len(mode.ops)
 
 
-def _ops_per_step(sde, predictor, corrector) -> float:
-    def score(x, t):  # one op per evaluation, and a state that stays finite on every SDE
-        return torch.mul(x, 0.0)
+def _ops_per_step(sde, predictor, corrector, slope: float = 0.0) -> float:
+    def score(x, t):  # one op per evaluation; slope 0 keeps the state finite on every SDE
+        return torch.mul(x, slope)
 
     counts = []
     for n in (2 * CHECK_EVERY, 6 * CHECK_EVERY):
@@ -245,14 +245,19 @@ BUDGET = [
     ("vp", "pf_euler", None, 2 + 1),  # no noise
     ("ve", "pf_euler", None, 1 + 1),
     ("vp", "reverse_diffusion", "sigma", 4 + 1 + 3 + 1),
+    # norm rules (a nonzero score, s = -x): randn, two norms, the ratio (batch: two sums and a div; sample: a
+    # div), its square and two addcmul_ with c = 2α snr² and √(2c) as scalars (ε = cρ², never formed)
+    ("vp", "reverse_diffusion", "batch", 4 + 1 + 9 + 1),
+    ("vp", "reverse_diffusion", "sample", 4 + 1 + 7 + 1),
 ]
 
 
+@pytest.mark.filterwarnings("ignore:norm='sample'")
 @pytest.mark.parametrize("kind,predictor,norm,ops", BUDGET)
 def test_affine_steps_do_the_counted_work(kind, predictor, norm, ops):
     sde = SDES[kind]()
     corr = None if norm is None else LangevinCorrector(sde, norm=norm)
-    measured = _ops_per_step(sde, predictor, corr)
+    measured = _ops_per_step(sde, predictor, corr, slope=-1.0 if norm in ("batch", "sample") else 0.0)
     assert measured == pytest.approx(ops + _check_ops() / CHECK_EVERY, abs=1e-9), measured
 
 

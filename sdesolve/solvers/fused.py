@@ -34,11 +34,11 @@ __all__ = [
 Coefficient = float | Tensor
 
 
-def axpy_(y: Tensor, x: Tensor, a: Coefficient) -> Tensor:
-    """``y += a * x`` in place; ``a`` a float, a 0-d tensor, or a per-sample ``[B]`` tensor."""
+def axpy_(y: Tensor, x: Tensor, a: Coefficient, value: float = 1.0) -> Tensor:
+    """``y += value * a * x`` in place (one pass); ``a`` a float, a 0-d tensor, or a per-sample ``[B]`` tensor."""
     if isinstance(a, Tensor):
-        return y.addcmul_(x, append_dims(a, y.ndim) if a.ndim == 1 else a)
-    return y.add_(x, alpha=a)
+        return y.addcmul_(x, append_dims(a, y.ndim) if a.ndim == 1 else a, value=value)
+    return y.add_(x, alpha=a * value)
 
 
 def affine_mean_(y: Tensor, s: Tensor | None, a: Coefficient, b: Coefficient, scale: bool = True) -> Tensor:
