@@ -2,6 +2,7 @@ import os
 
 import pytest
 import torch
+from host_sync import spy_host_syncs
 from hypothesis import settings
 
 # One torch thread per test process: the suite's tensors are small, and on a 2-core machine intra-op threads
@@ -26,13 +27,4 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture
 def host_syncs(monkeypatch):
     """The names of the host-synchronising Tensor methods called while the test runs, in call order."""
-    calls = []
-    for name in ("item", "__float__", "__bool__", "tolist", "cpu"):
-        orig = getattr(torch.Tensor, name)
-
-        def spy(self, *a, _orig=orig, _name=name, **k):
-            calls.append(_name)
-            return _orig(self, *a, **k)
-
-        monkeypatch.setattr(torch.Tensor, name, spy)
-    return calls
+    return spy_host_syncs(monkeypatch)

@@ -13,6 +13,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from host_sync import spy_host_syncs
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from sdesolve import VESDE, VPSDE, Gaussian, LangevinCorrector, SubVPSDE, get_predictor, ode_sample, pc_sample
@@ -153,15 +154,7 @@ SYNC_METHODS = ("item", "__float__", "__int__", "__index__", "__bool__", "tolist
 
 
 def _count_host_calls(monkeypatch, fn) -> list[str]:
-    calls: list[str] = []
-    for name in SYNC_METHODS:
-        orig = getattr(torch.Tensor, name)
-
-        def spy(self, *a, _orig=orig, _name=name, **k):
-            calls.append(_name)
-            return _orig(self, *a, **k)
-
-        monkeypatch.setattr(torch.Tensor, name, spy)
+    calls = spy_host_syncs(monkeypatch, SYNC_METHODS)
     fn()
     monkeypatch.undo()
     return calls
