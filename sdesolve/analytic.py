@@ -195,7 +195,23 @@ def _normal_logp(x: Tensor, mean: Tensor, var: Tensor) -> Tensor:
     return lp.reshape(lp.shape[0], -1).sum(dim=1)
 
 
-class GaussianMixture:
+class _Mixture:
+    """What every mixture oracle derives from its ``weights`` ``[K]`` and ``means`` ``[K, *event]``."""
+
+    weights: Tensor
+    means: Tensor
+
+    @property
+    def event_shape(self) -> torch.Size:
+        return self.means.shape[1:]
+
+    @property
+    def mean(self) -> Tensor:
+        r"""Mixture mean $\sum_k w_k\mu_k$."""
+        return torch.einsum("k,k...->...", self.weights, self.means)
+
+
+class GaussianMixture(_Mixture):
     r"""Mixture $\sum_k w_k\,\mathcal N(\mu_k, \operatorname{diag}(s_k^2))$ over an event shape.
 
     Args:
@@ -227,18 +243,9 @@ class GaussianMixture:
         self._var = (stds if stds.shape == means.shape else append_dims(stds, means.ndim)) ** 2
 
     @property
-    def event_shape(self) -> torch.Size:
-        return self.means.shape[1:]
-
-    @property
     def component_vars(self) -> Tensor:
         r"""Component variances $s_k^2$ broadcastable against ``means`` (``[K, *event]`` or ``[K, 1, …]``)."""
         return self._var
-
-    @property
-    def mean(self) -> Tensor:
-        r"""Mixture mean $\sum_k w_k\mu_k$."""
-        return torch.einsum("k,k...->...", self.weights, self.means)
 
     @property
     def std(self) -> Tensor:
@@ -551,7 +558,7 @@ class MultivariateGaussian(_EigenOracle):
         return f"MultivariateGaussian(event_shape={tuple(self.event_shape)})"
 
 
-class MultivariateGaussianMixture(_EigenOracle):
+class MultivariateGaussianMixture(_Mixture, _EigenOracle):
     r"""Mixture $\sum_k w_k\,\mathcal N(\mu_k, \Sigma_k)$ of full-covariance components.
 
     Its own class rather than a mode of `GaussianMixture`: that one keeps diagonal variances broadcast over
@@ -582,15 +589,6 @@ class MultivariateGaussianMixture(_EigenOracle):
         self.means = means
         self.covs = covs
         self._lam, self._U = _eigh_psd(covs, "covs")
-
-    @property
-    def event_shape(self) -> torch.Size:
-        return self.means.shape[1:]
-
-    @property
-    def mean(self) -> Tensor:
-        r"""Mixture mean $\sum_k w_k\mu_k$."""
-        return torch.einsum("k,k...->...", self.weights, self.means)
 
     @property
     def cov(self) -> Tensor:
