@@ -42,9 +42,10 @@ def _loop(step: Step, x: Tensor, n: int, every: int, progress: bool, desc: str) 
 
 
 def _replayed(
-    step: Step, x: Tensor, n: int, every: int, noise: NoiseSource | None, desc: str
+    step: Step, x: Tensor, n: int, every: int, noise: NoiseSource | None, desc: str, start: Tensor, state: object
 ) -> tuple[list[int], list[Tensor]]:
-    """`_loop` captured as one CUDA graph and replayed once from ``x``; the flags are read after the replay."""
+    """`_loop` captured as one CUDA graph and replayed once from ``start`` (a copy of ``x``; ``state``: the noise
+    source's snapshot at the start); the flags are read after the replay."""
     graph = torch.cuda.CUDAGraph()
     default = torch.cuda.default_generators[x.device.index or 0]
     for gen in noise.generators() if noise is not None else ():
@@ -56,8 +57,6 @@ def _replayed(
                 f"(CUDAGraph.register_generator_state; this is {torch.__version__}): pass seeds= or generator=None"
             )
         graph.register_generator_state(gen)
-    start = x.clone()
-    state = noise.snapshot(x.device) if noise is not None else None
     side = torch.cuda.Stream(device=x.device)
     side.wait_stream(torch.cuda.current_stream(x.device))
     with torch.cuda.stream(side):  # warm-up outside the capture: lazy initialisation (library handles, allocator)
@@ -112,11 +111,15 @@ def run(
         ``x`` after the last interval.
     """
     n = len(times) - 1
-    start = x.clone() if check_finite else None
-    state = noise.snapshot(x.device) if check_finite and noise is not None else None
+    rewind = check_finite or graph  # the failure-path rerun and the graph's warm-up both go back to the start
+    start = x.clone() if rewind else None
+    state = noise.snapshot(x.device) if rewind and noise is not None else None
     with torch.no_grad():
         every = CHECK_EVERY if check_finite else 0
-        flags = _replayed(step, x, n, every, noise, desc) if graph else _loop(step, x, n, every, progress, desc)
+        if graph:
+            flags = _replayed(step, x, n, every, noise, desc, start, state)
+        else:
+            flags = _loop(step, x, n, every, progress, desc)
         seen = _first_bad(*flags)
         if seen < 0:
             return x
