@@ -49,7 +49,7 @@ TABLES = {
         ],
     ),
     "compiled": (
-        "pc_sample compile=True vs eager (µs per step; VE reverse diffusion, exact score)",
+        "pc_sample execution='compile' vs eager (µs per step; VE reverse diffusion, exact score)",
         ["shape", "corrector", "eager_us", "compiled_us", "speedup", "speedup_target"],
     ),
     "cuda": (

@@ -5,8 +5,8 @@
 floor: a loop doing only the same score calls, ``randn(out=)`` and two in-place axpys per evaluation — the
 least any reverse-diffusion step does. (b) Euler–Maruyama vs ``torchsde.sdeint(method="euler")``.
 (d) k-diffusion's ``sample_euler``/``sample_heun`` vs our fixed-step flow on the same σ grid.
-(g) ``compile=True`` vs eager, and (h) where CUDA exists, the loop on the GPU: diffusers', ours eager and ours
-replayed as one CUDA graph (``cuda_graph=True``).
+(g) ``execution="compile"`` vs eager, and (h) where CUDA exists, the loop on the GPU: diffusers', ours eager and
+ours replayed as one CUDA graph (``execution="cuda_graph"``).
 Best of ``repeats`` wall times, one thread; ratios > 1 mean ours is faster (``speedup``) or slower (``vs_floor``).
 """
 
@@ -127,7 +127,7 @@ def pc_vs_diffusers(shapes, steps: int, repeats: int) -> list[dict]:
 
 
 def compiled_vs_eager(shapes, steps: int, repeats: int) -> list[dict]:
-    """``pc_sample(compile=True)`` vs eager (µs per step, reverse diffusion with and without the batch Langevin
+    """``pc_sample(execution="compile")`` vs eager (µs per step, reverse diffusion with and without the batch Langevin
     step; compilation is the warm-up call's, outside the timing). Target: compiled at least as fast."""
     import torch._dynamo
 
@@ -137,17 +137,17 @@ def compiled_vs_eager(shapes, steps: int, repeats: int) -> list[dict]:
         for correct in (None, "batch"):
             us = {
                 mode: 1e6
-                * best(lambda s=shape, c=correct, m=mode: _ours(s, steps, c, model, compile=m), repeats)
+                * best(lambda s=shape, c=correct, m=mode: _ours(s, steps, c, model, execution=m), repeats)
                 / steps
-                for mode in (False, True)
+                for mode in ("eager", "compile")
             }
             rows.append(
                 {
                     "shape": "x".join(map(str, shape)),
                     "corrector": f"langevin[{correct}]" if correct else "none",
-                    "eager_us": us[False],
-                    "compiled_us": us[True],
-                    "speedup": us[False] / us[True],
+                    "eager_us": us["eager"],
+                    "compiled_us": us["compile"],
+                    "speedup": us["eager"] / us["compile"],
                     "speedup_target": 1.0,
                 }
             )
@@ -172,7 +172,7 @@ def on_cuda(shapes, steps: int, repeats: int) -> list[dict]:
         for correct in (None, "batch"):
             diffusers = timed(lambda s=shape, c=correct: _diffusers_loop(s, steps, c, model, "cuda"))
             eager = timed(lambda s=shape, c=correct: _ours(s, steps, c, model, "cuda"))
-            graph = timed(lambda s=shape, c=correct: _ours(s, steps, c, model, "cuda", cuda_graph=True))
+            graph = timed(lambda s=shape, c=correct: _ours(s, steps, c, model, "cuda", execution="cuda_graph"))
             rows.append(
                 {
                     "shape": "x".join(map(str, shape)),

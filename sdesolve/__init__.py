@@ -9,7 +9,6 @@ from .adapters import (
     score_from_sigma_model,
     score_from_x0,
 )
-from .adaptive_sampling import sde_adaptive_sample
 from .analytic import Gaussian, GaussianMixture, MultivariateGaussian, MultivariateGaussianMixture
 from .conditional import (
     LinearObservation,
@@ -36,7 +35,7 @@ from .correctors import (
 from .grids import cosine_grid, karras_grid, log_sigma_grid, make_grid, uniform_grid
 from .likelihood import DIVERGENCES, bits_per_dim, dequantization_offset, log_likelihood
 from .losses import dsm_loss, dsm_losses, ema
-from .predictors import (  # the stochastic few-step predictors are registered (and re-exported) there
+from .predictors import (
     PREDICTORS,
     AncestralSampling,
     EDMStochastic,
@@ -52,7 +51,7 @@ from .predictors import (  # the stochastic few-step predictors are registered (
     SDEDPMSolverPP2M,
     get_predictor,
 )
-from .sampling import ODE_METHODS, ode_sample, pc_sample
+from .sampling import EXECUTIONS, ODE_METHODS, StepHook, ode_sample, pc_sample, sde_adaptive_sample
 from .sde import SDE, SDES, VESDE, VPSDE, LinearSDE, ReverseSDE, SubVPSDE, get_sde
 
 __version__ = "0.1.0"
@@ -111,6 +110,8 @@ __all__ = [
     "ode_sample",
     "sde_adaptive_sample",
     "ODE_METHODS",
+    "EXECUTIONS",
+    "StepHook",
     "log_likelihood",
     "bits_per_dim",
     "dequantization_offset",

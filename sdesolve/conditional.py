@@ -1,11 +1,12 @@
 r"""Conditional (inverse-problem) sampling for linear observations $y = Ax_0 + n$, $n \sim \mathcal N(0, s^2 I)$.
 
-Two families, each driving the public predictor/corrector API:
+Two families, both running on the samplers' own loops:
 
 - **Replacement** (score_sde's inpainting and colorization, Song et al. 2021, App. I.2): after every
   predictor and corrector step the observed part $Ax$ is overwritten by a fresh forward sample
-  $\alpha_t y + \sigma_t z$. Noiseless observations, $A$ with orthonormal rows (a row selection, or
-  score_sde's decoupled colour basis). Exact when the observed and unobserved parts are independent a priori.
+  $\alpha_t y + \sigma_t z$ (a `pc_sample` hook). Noiseless observations, $A$ with orthonormal rows (a row
+  selection, or score_sde's decoupled colour basis). Exact when the observed and unobserved parts are independent
+  a priori.
 - **Likelihood guidance** (a conditional score to hand to any sampler, `pc_sample` or `ode_sample` alike):
   $\nabla\log p_t(x\mid y) \approx \nabla\log p_t(x) + \nabla_x\log\mathcal N\big(y;\,A\hat x_0(x),\,
   r_t^2AA^\top + s^2I\big)$ with Tweedie's $\hat x_0 = (x + \sigma_t^2\nabla\log p_t)/\alpha_t$ and the
@@ -27,10 +28,11 @@ from torch import Tensor
 
 from ._utils import TimeLike, append_dims, batch_time, check_int, check_positive
 from .analytic import MultivariateGaussian
-from .correctors import Corrector, get_corrector
 from .grids import make_grid
 from .predictors import Predictor, get_predictor
-from .sde import LinearSDE, ScoreFn
+from .sampling.pc import StepHook, pc_sample
+from .sde import LinearSDE, ScoreFn, require_linear
+from .solvers.noise import StepNoise
 
 __all__ = [
     "LinearObservation",
@@ -42,8 +44,6 @@ __all__ = [
     "pigdm_score",
     "gaussian_sampler_law",
 ]
-
-_DEFAULT_SNR = 0.16
 
 
 class LinearObservation:
@@ -132,12 +132,14 @@ def colorization_matrix(channels: int, height: int, width: int) -> Tensor:
     )
 
 
-class Replacement:
+class Replacement(StepHook):
     r"""score_sde's imputation step: $x \leftarrow x + A^\top(\alpha_t y + \sigma_t z - Ax)$, $z \sim \mathcal N(0, I_m)$.
 
     With orthonormal rows, $Ax$ are coordinates of an orthonormal basis, and the step sets them to a sample of
-    the forward marginal of $y$ at $t$ (Song et al. 2021, App. I.2, inpainting and colorization); the mean
-    ``x_mean`` gets $\alpha_t y$. This is the hook a sampler calls after each of its steps.
+    the forward marginal of $y$ at $t$ (Song et al. 2021, App. I.2, inpainting and colorization); on the final,
+    denoised mean it sets them to $\alpha_t y$. A `StepHook`: `pc_sample(..., hook=Replacement(sde, obs))` applies
+    it after every corrector and predictor step (that is `replacement_sample`), its draws $z$ taken from the run's
+    noise (so ``seeds=`` key them by sample).
 
     Args:
         sde: the forward SDE (a `LinearSDE`).
@@ -145,8 +147,7 @@ class Replacement:
     """
 
     def __init__(self, sde: LinearSDE, observation: LinearObservation) -> None:
-        if not isinstance(sde, LinearSDE):
-            raise TypeError(f"Replacement needs a LinearSDE (alpha(t), sigma(t)), got {sde!r}")
+        require_linear(sde, "Replacement")
         if not isinstance(observation, LinearObservation):
             raise TypeError(f"observation must be a LinearObservation, got {observation!r}")
         if observation.noise_std != 0:
@@ -158,44 +159,36 @@ class Replacement:
             raise ValueError("replacement needs A with orthonormal rows (A Aᵀ = I); use dps_score or pigdm_score")
         self.sde, self.observation = sde, observation
 
-    def __call__(
-        self, x: Tensor, x_mean: Tensor, t: TimeLike, generator: torch.Generator | None = None
-    ) -> tuple[Tensor, Tensor]:
-        """Replace the observed part of ``x`` and ``x_mean`` (``[B, *event]``) at time ``t``; ``(x, x_mean)``."""
+    def check(self, shape: tuple[int, ...]) -> None:
         obs = self.observation
-        t = batch_time(t, x)
-        alpha, sigma = self.sde.mean_coeff(t)[:, None], self.sde.std(t)[:, None]
-        y_mean = alpha * obs.y.to(x)
-        z = torch.randn(y_mean.shape, generator=generator, device=x.device, dtype=x.dtype)
-        x = x + obs.adjoint(y_mean + sigma * z - obs.apply(x))
-        return x, x_mean + obs.adjoint(y_mean - obs.apply(x_mean))
+        if tuple(shape[1:]) != tuple(obs.event_shape):
+            raise ValueError(
+                f"the samples' event shape {tuple(shape[1:])} is not the observation's {tuple(obs.event_shape)}"
+            )
+        if obs.y.ndim == 2 and obs.y.shape[0] != shape[0]:
+            raise ValueError(f"observation.y has {obs.y.shape[0]} rows, the batch has {shape[0]} samples")
+
+    def __call__(self, x: Tensor, t: Tensor, noise: StepNoise | None, j: int = 0) -> None:
+        """Replace the observed part of ``x`` (``[B, *event]``) in place at times ``t`` (``[B]``): with the forward
+        sample $\alpha_t y + \\sigma_t z$, $z$ = ``noise.normal(·, j)``, or with $\alpha_t y$ where ``noise`` is None."""
+        obs = self.observation
+        target = append_dims(self.sde.mean_coeff(t), 2).to(x) * obs.y.to(x)
+        if noise is not None:
+            target = target + append_dims(self.sde.std(t), 2).to(x) * noise.normal(target.expand(len(x), -1), j)
+        x.add_(obs.adjoint(target - obs.apply(x)))
 
 
 def replacement_sample(
-    sde: LinearSDE,
-    score_fn: ScoreFn,
-    observation: LinearObservation,
-    batch_size: int,
-    *,
-    predictor: str | Predictor | None = "reverse_diffusion",
-    corrector: str | Corrector | None = "langevin",
-    steps: int = 1000,
-    eps: float = 1e-3,
-    snr: float | None = None,
-    corrector_steps: int = 1,
-    denoise: bool = True,
-    grid: str | Tensor | None = None,
-    x_init: Tensor | None = None,
-    generator: torch.Generator | None = None,
-    device: torch.device | str | None = None,
-    dtype: torch.dtype | None = None,
-    return_info: bool = False,
+    sde: LinearSDE, score_fn: ScoreFn, observation: LinearObservation, batch_size: int, **kwargs
 ) -> Tensor | tuple[Tensor, dict]:
-    r"""Inpainting / colorization by replacement inside PC sampling (score_sde's ``get_pc_inpainter``/``colorizer``).
+    r"""Inpainting / colorization by replacement inside PC sampling (score_sde's ``get_pc_inpainter``/``colorizer``):
+    `pc_sample` with the `Replacement` hook.
 
     Per interval $(t_i, t_{i+1})$: corrector at $t_i$, replacement at $t_i$, predictor to $t_{i+1}$, replacement
-    at $t_{i+1}$. Two deliberate differences from score_sde: the replacement after the predictor uses the new
-    time $t_{i+1}$ (score_sde noises the data at $t_i$), and ``x_mean`` keeps the predictor's mean in the
+    at $t_{i+1}$ (and once at $T$ before the first step). So every predictor runs at its own order (multistep and
+    step-program predictors, Restart included), with ``seeds=``, the fused kernels, the finiteness check and the true
+    NFE. Two deliberate differences from score_sde: the replacement after the predictor uses the new time
+    $t_{i+1}$ (score_sde noises the data at $t_i$), and the denoised result keeps the predictor's mean in the
     unobserved part (score_sde copies the noisy state there, so its ``denoise`` leaves that noise in).
 
     Args:
@@ -203,59 +196,24 @@ def replacement_sample(
         score_fn: the unconditional score ``score_fn(x, t)``.
         observation: noiseless, orthonormal rows (`inpainting_matrix`, `colorization_matrix`).
         batch_size: number of samples ``B`` (the event shape is the observation's).
-        predictor: name, instance or None, as in `pc_sample` (the probability-flow steppers work too).
-        corrector: name, instance or None.
-        steps: intervals of the grid.
-        eps: final time (> 0).
-        snr: Langevin snr for a corrector given by name (default 0.16).
-        corrector_steps: Langevin steps per interval for a corrector given by name.
-        denoise: return the last mean (no noise on the final step).
-        grid: grid name or decreasing tensor of times.
-        x_init: start state at ``T`` ``[B, *event]`` (default: a prior sample); its observed part is replaced.
-        generator: the only source of randomness.
-        device: device of the samples.
-        dtype: dtype of the samples.
-        return_info: also return ``{"nfe", "steps", "grid"}``.
+        **kwargs: every keyword of `pc_sample` but ``hook`` (``predictor``, ``corrector``, ``steps``, ``seeds``,
+            ``return_info``, ...); ``dtype`` defaults to the observation's.
 
     Returns:
-        Samples ``[B, *event]`` at ``eps``.
+        Samples ``[B, *event]`` at ``eps`` (and the info dict with ``return_info``).
     """
-    eps = check_positive("eps", eps)
-    if isinstance(corrector, Corrector) and snr is not None:
-        raise ValueError("snr= configures a corrector given by name; set it on the corrector instance instead")
-    replace = Replacement(sde, observation)
-    pred = get_predictor(predictor, sde)
-    corr = get_corrector(
-        corrector, sde, snr=_DEFAULT_SNR if snr is None else snr, n_steps=check_int("corrector_steps", corrector_steps)
-    )
+    if "hook" in kwargs:
+        raise TypeError("replacement_sample() sets the hook itself (Replacement); call pc_sample for another hook")
+    hook = Replacement(sde, observation)
     shape = (check_int("batch_size", batch_size), *observation.event_shape)
-    if observation.y.ndim == 2 and observation.y.shape[0] != shape[0]:
-        raise ValueError(f"observation.y has {observation.y.shape[0]} rows, batch_size is {shape[0]}")
-    if x_init is None:
-        x = sde.prior_sampling(shape, generator=generator, device=device, dtype=dtype or observation.A.dtype)
-    elif tuple(x_init.shape) != shape:
-        raise ValueError(f"x_init must have shape {shape}, got {tuple(x_init.shape)}")
-    else:
-        x = x_init.to(device=device or x_init.device, dtype=dtype or x_init.dtype)
-    grid = make_grid(grid, sde, check_int("steps", steps), eps, device=x.device, dtype=x.dtype)
-    x, x_mean = replace(x, x, grid[0], generator)
-    for i in range(grid.shape[0] - 1):
-        t, t_next = grid[i], grid[i + 1]
-        x, x_mean = corr.step(x, t, score_fn, generator=generator, t_next=t_next)
-        x, x_mean = replace(x, x_mean, t, generator)
-        x, x_mean = pred.step(x, t, t_next, score_fn, generator=generator)
-        x, x_mean = replace(x, x_mean, t_next, generator)
-    out = x_mean if denoise else x
-    if return_info:
-        n = grid.shape[0] - 1
-        return out, {"nfe": n * (pred.nfe + corr.nfe), "steps": n, "grid": grid}
-    return out
+    if kwargs.get("dtype") is None and kwargs.get("x_init") is None:
+        kwargs["dtype"] = observation.A.dtype
+    return pc_sample(sde, score_fn, shape, hook=hook, **kwargs)
 
 
 def _guided_score(score_fn: ScoreFn, sde: LinearSDE, observation: LinearObservation, r2_fn, scale: float) -> ScoreFn:
     r"""$\nabla\log p_t(x) + \zeta\,J^\top A^\top(r_t^2AA^\top + s^2I)^{-1}(y - A\hat x_0)$, $J = \partial\hat x_0/\partial x$."""
-    if not isinstance(sde, LinearSDE):
-        raise TypeError(f"likelihood guidance needs a LinearSDE (alpha(t), sigma(t)), got {sde!r}")
+    require_linear(sde, "likelihood guidance")
     if not isinstance(observation, LinearObservation):
         raise TypeError(f"observation must be a LinearObservation, got {observation!r}")
     scale = check_positive("scale", scale, strict=False)

@@ -32,10 +32,10 @@ import torch
 from torch import Tensor
 
 from ._utils import batch_time, check_choice, check_int, check_positive, event_numel, flat_sum, randn_like
-from .sampling import ODE_METHODS, _checked_score, _fixed_grid
+from .sampling.prepare import checked_score, fixed_grid
 from .sde import SDE, ScoreFn
 from .solvers.fused import TimeTable
-from .solvers.ode import integrate
+from .solvers.ode import ODE_METHODS, integrate
 from .solvers.runge_kutta import FuncTerm, ODEFunc
 from .solvers.seeded import PROBE, seeds_for, stream_key
 
@@ -80,24 +80,6 @@ def _draw_probe(divergence: str, x: Tensor, generator: torch.Generator | None, s
         bits = torch.randint(0, 2, x.shape, generator=generator, device=x.device)
         return (2 * bits - 1).to(x.dtype)
     return None
-
-
-def _check_score_on(score_fn: ScoreFn, x: Tensor, eps: float) -> None:
-    """Call ``score_fn`` once on one sample: a clear error for a wrong event shape or a non-differentiable score."""
-    x1 = x[:1].detach().requires_grad_(True)
-    try:
-        with torch.enable_grad():
-            s = score_fn(x1, batch_time(eps, x1))
-    except (RuntimeError, IndexError) as err:  # torch's broadcasting/shape errors
-        raise ValueError(
-            f"score_fn failed on x of shape {tuple(x.shape)} (event shape {tuple(x.shape[1:])}); "
-            f"is x shaped like the model's data? ({type(err).__name__}: {err})"
-        ) from err
-    if not s.requires_grad:
-        raise TypeError(
-            "score_fn's output does not depend on x through autograd (computed under torch.no_grad() or "
-            "detached?); the divergence of the probability flow needs a differentiable score"
-        )
 
 
 def _flow_with_divergence(
@@ -187,10 +169,9 @@ def log_likelihood(
         raise ValueError(f"eps must be < T={sde.T}, got {eps!r}")
     rtol, atol = check_positive("rtol", rtol), check_positive("atol", atol)
     batch_size = x.shape[0] if batch_size is None else check_int("batch_size", batch_size)
-    t_grid = _fixed_grid(sde, method, steps, grid, eps)
+    t_grid = fixed_grid(sde, method, steps, grid, eps)
     t_grid = None if t_grid is None else t_grid.flip(0)  # the likelihood integrates from eps up to T
-    score_fn = _checked_score(score_fn)
-    _check_score_on(score_fn, x, eps)
+    score_fn = checked_score(score_fn, differentiable=True)  # its first call (x requires grad) is checked
 
     div_fn = _exact_divergence if divergence == "exact" else _hutchinson_divergence
     probe = _draw_probe(divergence, x, generator, seeds)

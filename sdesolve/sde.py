@@ -31,7 +31,18 @@ from ._utils import (
 
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
 
-__all__ = ["SDE", "LinearSDE", "VESDE", "VPSDE", "SubVPSDE", "ReverseSDE", "ScoreFn", "SDES", "get_sde"]
+__all__ = [
+    "SDE",
+    "LinearSDE",
+    "VESDE",
+    "VPSDE",
+    "SubVPSDE",
+    "ReverseSDE",
+    "ScoreFn",
+    "SDES",
+    "get_sde",
+    "require_linear",
+]
 
 
 class SDE(abc.ABC):
@@ -176,6 +187,15 @@ class LinearSDE(SDE):
     def _gaussian_prior(self, shape, generator, device, dtype, std: float) -> Tensor:
         shape = check_shape("shape", shape)
         return std * torch.randn(shape, generator=generator, device=device, dtype=check_float_dtype("dtype", dtype))
+
+
+def require_linear(sde: object, who: str) -> LinearSDE:
+    """``sde`` if it is a `LinearSDE` (closed-form α(t), σ(t)), else a ``TypeError`` naming ``who`` and the value."""
+    if not isinstance(sde, SDE):
+        raise TypeError(f"sde must be an sdesolve SDE (e.g. VPSDE()), got {sde!r}")
+    if not isinstance(sde, LinearSDE):
+        raise TypeError(f"{who} needs a LinearSDE (closed-form alpha(t), sigma(t)), got {sde!r}")
+    return sde
 
 
 class VESDE(LinearSDE):

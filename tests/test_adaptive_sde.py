@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import sdesolve as S
-from sdesolve.adaptive_sampling import sde_adaptive_sample
+from sdesolve import sde_adaptive_sample
 from sdesolve.problems import gaussian_data
 from sdesolve.verify import weak_order
 

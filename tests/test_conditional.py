@@ -32,6 +32,7 @@ from sdesolve import (
     replacement_sample,
 )
 from sdesolve.problems import ring_mixture
+from sdesolve.solvers.noise import HOOK, GeneratorNoise, StepNoise
 from sdesolve.verify import fit_order
 
 F64 = torch.float64
@@ -186,8 +187,11 @@ def test_replacement_hook_replaces_with_forward_samples():
     # One call: the observed coordinates become α_t y + σ_t z, the hidden ones are untouched.
     sde = VPSDE()
     obs = LinearObservation(inpainting_matrix(torch.tensor([False, True])).to(F64), [2.0])
-    x = torch.zeros(50_000, 2, dtype=F64)
-    xr, xm = Replacement(sde, obs)(x, x, 0.5, generator=torch.Generator().manual_seed(3))
+    xr, xm = torch.zeros(50_000, 2, dtype=F64), torch.zeros(50_000, 2, dtype=F64)
+    t = torch.full((50_000,), 0.5, dtype=F64)
+    replace = Replacement(sde, obs)
+    replace(xr, t, StepNoise(GeneratorNoise(torch.Generator().manual_seed(3)), HOOK), 0)  # in place, as pc_sample does
+    replace(xm, t, None, 0)  # the final, denoised mean: no draw
     alpha, sigma = float(sde.mean_coeff(torch.tensor(0.5, dtype=F64))), float(sde.std(torch.tensor(0.5, dtype=F64)))
     assert torch.all(xr[:, 0] == 0) and torch.all(xm[:, 1] == alpha * 2.0)
     assert abs(float(xr[:, 1].mean()) - 2 * alpha) < 4 * sigma / math.sqrt(50_000)

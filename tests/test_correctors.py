@@ -39,7 +39,7 @@ def test_batch_norm_reproduces_score_sde_ve():
     x = torch.randn(16, 64, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 3
     t = torch.full((16,), 0.4, dtype=torch.float64)
     ours = LangevinCorrector(sde, snr=0.16, norm="batch").step(
-        x, t, DATA.to(dtype=torch.float64).score_fn(sde), generator=torch.Generator().manual_seed(7)
+        x, t, None, DATA.to(dtype=torch.float64).score_fn(sde), noise=torch.Generator().manual_seed(7)
     )
     ref = score_sde_langevin(
         x,
@@ -61,7 +61,7 @@ def test_batch_norm_vp_alpha_is_score_sde_one_minus_beta_to_second_order():
     x = torch.randn(16, 64, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     tt = torch.full((16,), t, dtype=torch.float64)
     score = DATA.to(dtype=torch.float64).score_fn(sde)
-    ours, _ = LangevinCorrector(sde, norm="batch").step(x, tt, score, torch.Generator().manual_seed(1), t_next=tn)
+    ours, _ = LangevinCorrector(sde, norm="batch").step(x, tt, tn, score, noise=torch.Generator().manual_seed(1))
     alpha = torch.full((16,), 1 - float(sde.beta(t)) / N, dtype=torch.float64)
     ref, _ = score_sde_langevin(x, tt, score, 0.16, alpha, torch.Generator().manual_seed(1))
     beta_dt = float(sde.beta(t)) / N
@@ -91,7 +91,7 @@ def test_sample_norm_full_step_row_alone_equals_row_in_batch():
     corr = LangevinCorrector(sde, norm="sample")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        out, _ = corr.step(x, 0.3, score, generator=torch.Generator().manual_seed(5))
+        out, _ = corr.step(x, 0.3, None, score, noise=torch.Generator().manual_seed(5))
     z = torch.randn(x.shape, generator=torch.Generator().manual_seed(5))
     for i in (0, 31):
         grad = score(x[i : i + 1], 0.3)
@@ -103,7 +103,7 @@ def test_sample_norm_warns_below_64_entries():
     sde = VPSDE()
     with pytest.warns(UserWarning, match="heavy-tailed"):
         LangevinCorrector(sde, norm="sample").step(
-            torch.zeros(4, 2), 0.5, Gaussian(0.3, 0.5, event_shape=(2,)).score_fn(sde)
+            torch.zeros(4, 2), 0.5, None, Gaussian(0.3, 0.5, event_shape=(2,)).score_fn(sde)
         )
 
 
@@ -127,7 +127,7 @@ def test_sigma_rule_stationary_variance_matches_theory():
     V = v / (1 - eps / (2 * v))
     g = torch.Generator().manual_seed(0)
     x = p_t.sample(1024, generator=g)
-    _, x = x, LangevinCorrector(sde, snr=snr, n_steps=200).step(x, t, DATA.score_fn(sde), generator=g)[0]
+    _, x = x, LangevinCorrector(sde, snr=snr, n_steps=200).step(x, t, None, DATA.score_fn(sde), noise=g)[0]
     n = x.numel()
     assert abs(float(x.double().var()) - V) < 4 * V * math.sqrt(2 / (n - 1))
     assert abs(V / v - 1) > 20 * math.sqrt(2 / (n - 1))  # the bias is resolved, not hidden in the noise
@@ -172,13 +172,13 @@ def test_grid_langevin_step_is_sigma_rule_shrunk_by_grid_spacing():
     # one full step: x + eps * score + sqrt(2 eps) z, the noise recovered from the same generator seed
     score = DATA.score_fn(sde)
     x = torch.randn(4, 64, generator=torch.Generator().manual_seed(0))
-    out, mean = corr.step(x, 0.5, score, generator=torch.Generator().manual_seed(3), t_next=0.499)
+    out, mean = corr.step(x, 0.5, 0.499, score, noise=torch.Generator().manual_seed(3))
     z = torch.randn(x.shape, generator=torch.Generator().manual_seed(3))
     eps = float(corr.step_size(torch.tensor([0.5]), torch.tensor([0.499]))[0])
     torch.testing.assert_close(mean, x + eps * score(x, 0.5))
     torch.testing.assert_close(out, mean + math.sqrt(2 * eps) * z)
     with pytest.raises(ValueError, match="needs t_next"):
-        corr.step(x, 0.5, score)
+        corr.step(x, 0.5, None, score)
 
 
 def reference_mala_step(x, t, score_fn, log_prob_fn, eps, gen):
@@ -202,7 +202,7 @@ def test_mala_step_matches_independent_reference_on_a_mixture():
     eps = 2 * snr**2 * float(sde.std(torch.tensor(t, dtype=torch.float64))) ** 2
     log = AcceptanceLog()
     corr = MALACorrector(sde, logp, snr=snr, n_steps=3, acceptance=log)
-    ours, _ = corr.step(x, t, score, generator=torch.Generator().manual_seed(1))
+    ours, _ = corr.step(x, t, None, score, noise=torch.Generator().manual_seed(1))
     gen, ref, rates = torch.Generator().manual_seed(1), x, []
     for _ in range(3):
         ref, accept = reference_mala_step(ref, t, score, logp, eps, gen)

@@ -1,4 +1,4 @@
-"""CUDA-graph capture of the fixed-step loop (`sdesolve.solvers.loop`, ``cuda_graph=True``).
+"""CUDA-graph capture of the fixed-step loop (`sdesolve.solvers.loop`, ``execution="cuda_graph"``).
 
 DESIGN: replay must be bitwise identical to eager — the same kernels on the same buffers, with the generators'
 Philox offsets registered so the replay draws what eager draws. The CUDA cases skip where CUDA is absent; the
@@ -18,9 +18,13 @@ def _data(device) -> Gaussian:
     return Gaussian(torch.full((3, 4, 4), 0.3, device=device), torch.full((3, 4, 4), 0.5, device=device))
 
 
+def _mode(graph: bool) -> str:
+    return "cuda_graph" if graph else "eager"
+
+
 def _pc(graph: bool, sde, *, generator=None, **kwargs) -> torch.Tensor:
     score = _data("cuda").score_fn(sde)
-    return pc_sample(sde, score, SHAPE, device="cuda", steps=40, generator=generator, cuda_graph=graph, **kwargs)
+    return pc_sample(sde, score, SHAPE, device="cuda", steps=40, generator=generator, execution=_mode(graph), **kwargs)
 
 
 @cuda
@@ -66,7 +70,7 @@ def test_ode_sample_replay_is_bitwise_eager(method):
     x_t = torch.randn(SHAPE, generator=torch.Generator("cuda").manual_seed(0), device="cuda")
     score = _data("cuda").score_fn(sde)
     out = [
-        ode_sample(sde, score, SHAPE, method=method, steps=12, grid="logsnr", x_init=x_t, cuda_graph=graph)
+        ode_sample(sde, score, SHAPE, method=method, steps=12, grid="logsnr", x_init=x_t, execution=_mode(graph))
         for graph in (False, True)
     ]
     assert torch.equal(out[0], out[1])
@@ -88,7 +92,7 @@ def test_half_precision_replay_is_bitwise_eager():
             device="cuda",
             dtype=torch.float16,
             steps=40,
-            cuda_graph=graph,
+            execution=_mode(graph),
             generator=torch.Generator("cuda").manual_seed(1),
         )
         for graph in (False, True)
@@ -113,7 +117,7 @@ def test_a_non_finite_replay_names_the_same_step_as_eager():
                 SHAPE,
                 device="cuda",
                 steps=40,
-                cuda_graph=graph,
+                execution=_mode(graph),
                 generator=torch.Generator("cuda").manual_seed(0),
             )
         messages.append(str(err.value))
@@ -123,13 +127,25 @@ def test_a_non_finite_replay_names_the_same_step_as_eager():
 def test_cuda_graph_arguments_are_checked():
     sde = VESDE()
     score = _data("cpu").score_fn(sde)
-    with pytest.raises(ValueError, match="cuda_graph=True needs a CUDA state, got device cpu"):
-        pc_sample(sde, score, SHAPE, steps=4, cuda_graph=True)
+    with pytest.raises(ValueError, match="execution='cuda_graph' needs a CUDA state, got device cpu"):
+        pc_sample(sde, score, SHAPE, steps=4, execution="cuda_graph")
     with pytest.raises(ValueError, match="progress=True is not available"):
-        pc_sample(sde, score, SHAPE, steps=4, cuda_graph=True, progress=True)
-    with pytest.raises(ValueError, match="cuda_graph=True and compile=True"):
-        ode_sample(sde, score, SHAPE, method="euler", steps=4, cuda_graph=True, compile=True)
+        pc_sample(sde, score, SHAPE, steps=4, execution="cuda_graph", progress=True)
+    with pytest.raises(ValueError, match="unknown execution 'graph'"):
+        ode_sample(sde, score, SHAPE, method="euler", steps=4, execution="graph")
     with pytest.raises(ValueError, match="fixed-step methods, not method='dopri5'"):
-        ode_sample(sde, score, SHAPE, method="dopri5", cuda_graph=True)
+        ode_sample(sde, score, SHAPE, method="dopri5", execution="cuda_graph")
     with pytest.raises(ValueError, match="brownian= callable"):
-        pc_sample(sde, score, SHAPE, steps=4, cuda_graph=True, brownian=lambda s0, s1: torch.zeros(SHAPE))
+        pc_sample(sde, score, SHAPE, steps=4, execution="cuda_graph", brownian=lambda s0, s1: torch.zeros(SHAPE))
+
+
+def test_the_replaced_keywords_still_choose_the_execution():
+    # compile=True / cuda_graph=True (before execution=) are accepted with a DeprecationWarning, and checked alike
+    sde = VESDE()
+    score = _data("cpu").score_fn(sde)
+    with pytest.warns(DeprecationWarning, match="execution="), pytest.raises(ValueError, match="needs a CUDA state"):
+        pc_sample(sde, score, SHAPE, steps=4, cuda_graph=True)
+    with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match="cuda_graph=True and compile=True"):
+        ode_sample(sde, score, SHAPE, method="euler", steps=4, cuda_graph=True, compile=True)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'cuda_grap'"):
+        pc_sample(sde, score, SHAPE, steps=4, cuda_grap=True)

@@ -119,7 +119,7 @@ def test_few_step_needs_steps_and_rejects_compile():
     with pytest.raises(ValueError, match="steps"):
         S.ode_sample(sde, score, (4, 1), method="ddim")
     with pytest.raises(ValueError, match="compile"):
-        S.ode_sample(sde, score, (4, 1), method="ddim", steps=4, compile=True)
+        S.ode_sample(sde, score, (4, 1), method="ddim", steps=4, execution="compile")
 
 
 # -- regressions for the anchors' few-step bugs ---------------------------------------------------------------

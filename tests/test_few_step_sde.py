@@ -32,18 +32,12 @@ class ListNoise(NoiseSource):
     def predictor(self, out, i, t, t_next):
         return out.copy_(self.draws[i])
 
-    def corrector(self, out, i, j, t):
+    def draw(self, out, stream, i, j, t):
         raise AssertionError("one draw per interval")
-
-    def snapshot(self, device):
-        return None
-
-    def restore(self, state):
-        return None
 
 
 class QueueNoise(ListNoise):
-    """Every draw of the run, predictor's or corrector's, is the next of ``draws``."""
+    """Every draw of the run, the increment or a further one, is the next of ``draws``."""
 
     def __init__(self, draws):
         self.queue = iter(draws)
@@ -51,7 +45,7 @@ class QueueNoise(ListNoise):
     def predictor(self, out, i, t, t_next):
         return out.copy_(next(self.queue))
 
-    def corrector(self, out, i, j, t):
+    def draw(self, out, stream, i, j, t):
         return out.copy_(next(self.queue))
 
 

@@ -35,8 +35,8 @@ def _reference(sde, pred, corr, x, grid, score, gen, denoise=True):
     for i in range(grid.shape[0] - 1):
         t, t_next = grid[i], grid[i + 1]
         if corr is not None:
-            x, x_mean = corr.step(x, t, score, generator=gen, t_next=t_next)
-        x, x_mean = pred.step(x, t, t_next, score, generator=gen)
+            x, x_mean = corr.step(x, t, t_next, score, noise=gen)
+        x, x_mean = pred.step(x, t, t_next, score, noise=gen)
     return x_mean if denoise else x
 
 
@@ -305,5 +305,5 @@ def test_compiled_step_equals_eager():
             **kw,
         )
 
-    eager, compiled = sample(), sample(compile=True)
+    eager, compiled = sample(), sample(execution="compile")
     torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-5)

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 import sdesolve.cli.verify as cmd
 from sdesolve import VPSDE, Gaussian, LangevinCorrector, ProbabilityFlowHeun
-from sdesolve._utils import append_dims, batch_time, randn_like
+from sdesolve._utils import append_dims, batch_time
 from sdesolve.cli import app
 from sdesolve.testing import assert_moments_close, assert_order, check_sampler, time_grids
 from sdesolve.verify import run_suite
@@ -21,18 +21,18 @@ DATA = Gaussian(torch.tensor([0.3], dtype=torch.float64), torch.tensor([0.5], dt
 class BrokenDtHeun(ProbabilityFlowHeun):
     """Heun with dt off by a relative O(h) factor (like dt = -1/N on N-1 intervals): order drops to 1."""
 
-    def step(self, x, t, t_next, score_fn, generator=None, noise=None):
+    def step(self, x, t, t_next, score_fn, *, noise):
         t, t_next = batch_time(t, x), batch_time(t_next, x)
-        return super().step(x, t, t + (t_next - t) * (1 + (t_next - t).abs()), score_fn)
+        return super().step(x, t, t + (t_next - t) * (1 + (t_next - t).abs()), score_fn, noise=noise)
 
 
 class BrokenLangevin(LangevinCorrector):
     """Langevin missing the factor 2 in the noise: sqrt(ε) z instead of sqrt(2ε) z."""
 
-    def step(self, x, t, score_fn, generator=None, t_next=None):
+    def step(self, x, t, t_next, score_fn, *, noise):
         t = batch_time(t, x)
-        for _ in range(self.n_steps):
-            grad, z = score_fn(x, t), randn_like(x, generator)
+        for j in range(self.n_steps):
+            grad, z = score_fn(x, t), noise.normal(x, j)
             eps = append_dims(self.step_size(grad, z, t, torch.ones_like(t)), x.ndim)
             x = x + eps * grad + eps.sqrt() * z
         return x, x
@@ -54,7 +54,7 @@ def test_assert_moments_close_catches_missing_factor_two(broken):
     corr = cls(sde, snr=0.1, n_steps=300)
     p_t = DATA.marginal(sde, t)
     x0 = p_t.sample(n, torch.Generator().manual_seed(0))
-    x, _ = corr.step(x0, t, DATA.score_fn(sde), generator=torch.Generator().manual_seed(1))
+    x, _ = corr.step(x0, t, None, DATA.score_fn(sde), noise=torch.Generator().manual_seed(1))
     if broken:
         with pytest.raises(AssertionError, match="standard errors"):
             assert_moments_close(x, p_t)

@@ -22,8 +22,8 @@ import math
 import torch
 from torch import Tensor
 
-from .noise import BrownianNoise
-from .seeded import AT_TIME, TREE, KeyedNormal, stream_key
+from .noise import CORRECTOR, BrownianNoise
+from .seeded import AT_TIME, TREE, UNIFORM, KeyedNormal, stream_key
 
 __all__ = ["SampleBrownianTree", "TreeNoise"]
 
@@ -32,20 +32,20 @@ class SampleBrownianTree:
     """Per-sample Brownian motion on ``span``, called as ``tree(s0, s1)`` → ``W(s1) - W(s0)`` ``[B, *event]``.
 
     Args:
-        draw: the keyed draws of the samples' seeds (`sdesolve.solvers.seeded.seeds_for`).
+        keyed: the keyed draws of the samples' seeds (`sdesolve.solvers.seeded.seeds_for`).
         event: the event shape of one sample.
         span: ``(a, b)``, ``a < b``: the times the path is defined on.
         depth: levels of the dyadic lattice (leaf width ``(b - a) 2^-depth``).
     """
 
-    def __init__(self, draw: KeyedNormal, event: tuple[int, ...], span: tuple[float, float], depth: int = 30) -> None:
+    def __init__(self, keyed: KeyedNormal, event: tuple[int, ...], span: tuple[float, float], depth: int = 30) -> None:
         a, b = (float(v) for v in span)
         if not (math.isfinite(a) and math.isfinite(b) and a < b):
             raise ValueError(f"span must be finite (a, b) with a < b, got {span!r}")
         if isinstance(depth, bool) or not isinstance(depth, int) or not 1 <= depth <= 52:
             raise ValueError(f"depth must be an int in 1..52 (float64 times), got {depth!r}")
-        self.draw, self.a, self.b, self.depth = draw, a, b, depth
-        self.shape = (draw.seeds.shape[0], *event)
+        self.keyed, self.a, self.b, self.depth = keyed, a, b, depth
+        self.shape = (keyed.seeds.shape[0], *event)
         self._tol = (b - a) * 2.0 ** -(depth + 2)  # a quarter leaf: grid times within rounding hit their node
         self._last: tuple[float, Tensor] | None = None
 
@@ -83,9 +83,9 @@ class SampleBrownianTree:
         """``W(s)`` ``[B, *event]`` in float64: the node normals of its descent in one keyed draw, then summed."""
         weights = self.weights(float(s))
         if not weights:
-            return torch.zeros(self.shape, dtype=torch.float64, device=self.draw.seeds.device)
+            return torch.zeros(self.shape, dtype=torch.float64, device=self.keyed.seeds.device)
         nodes = sorted(weights)
-        z = self.draw.normals([stream_key(TREE, k) for k in nodes], self.shape[1:])
+        z = self.keyed.normals([stream_key(TREE, k) for k in nodes], self.shape[1:])
         c = torch.tensor([weights[k] for k in nodes], dtype=torch.float64).to(z.device)
         return torch.tensordot(c, z, dims=([0], [1]))
 
@@ -96,20 +96,33 @@ class SampleBrownianTree:
         self._last = (s1, w1)
         return w1 - w0
 
-    def normal_(self, out: Tensor, s: float, j: int) -> Tensor:
-        """Fill ``out`` with the ``j``-th standard normals at time ``s``, keyed by its lattice index; return it."""
-        return self.draw.normal_(out, stream_key(AT_TIME, self.index(float(s)), j))
+    def _key(self, s: float, j: int, stream: int) -> int:
+        """The key of draw ``j`` of ``stream`` at time ``s``: its lattice index (the corrector's keys carry no stream)."""
+        parts = (AT_TIME, self.index(float(s)), j)
+        return stream_key(*parts) if stream == CORRECTOR else stream_key(*parts, stream)
+
+    def normal_(self, out: Tensor, s: float, j: int, stream: int = CORRECTOR) -> Tensor:
+        """Fill ``out`` with the ``j``-th standard normals of ``stream`` at time ``s``, keyed by its lattice index."""
+        return self.keyed.normal_(out, self._key(s, j, stream))
+
+    def uniform_(self, out: Tensor, s: float, j: int, stream: int = CORRECTOR) -> Tensor:
+        """Fill ``out`` with the ``j``-th uniforms of ``stream`` at time ``s``, keyed by its lattice index."""
+        return self.keyed.uniform_(out, stream_key(UNIFORM, self._key(s, j, stream)))
 
 
 class TreeNoise(BrownianNoise):
-    r"""Predictor normals $\Delta W/\sqrt{|\Delta t|}$ from a `SampleBrownianTree` in $s = T - t$; corrector step
-    ``j`` at grid time ``t`` draws the tree's keyed normals at $s = T - t$."""
+    r"""Predictor increments $\Delta W/\sqrt{|\Delta t|}$ from a `SampleBrownianTree` in $s = T - t$; every other
+    draw (corrector steps, further predictor draws, hooks) is the tree's keyed draw at $s = T - t$, so the same grid
+    time gets the same draws at any step count."""
 
     def __init__(self, tree: SampleBrownianTree, T: float) -> None:
         super().__init__(tree, T)
 
-    def corrector(self, out, i, j, t):
-        return self.brownian.normal_(out, self.T - t, j)
+    def draw(self, out, stream, i, j, t):
+        return self.brownian.normal_(out, self.T - t, j, stream)
+
+    def uniform(self, out, stream, i, j, t):
+        return self.brownian.uniform_(out, self.T - t, j, stream)
 
     def snapshot(self, device: torch.device) -> None:
         return None

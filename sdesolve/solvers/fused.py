@@ -109,6 +109,10 @@ class Kernel(abc.ABC):
     def __call__(self, x: Tensor, i: int, last: bool) -> None:
         """Advance the state ``x`` over grid interval ``i`` in place (``last``: the final interval)."""
 
+    def calls(self, n: int) -> int:
+        """Score evaluations over the grid's ``n`` intervals (``info["nfe"]``): ``nfe`` per interval."""
+        return self.nfe * n
+
 
 @dataclass(frozen=True)
 class RunSpec:

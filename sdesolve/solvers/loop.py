@@ -5,10 +5,10 @@ No host synchronisation inside the loop. Finiteness is checked on device every `
 once after the loop; only when that check fails is the run repeated from the same start and noise with a
 check after every interval, to name the first bad step and its times exactly.
 
-With ``graph=True`` (CUDA states) the whole loop is captured once as a CUDA graph and replayed: the same kernels
-on the same buffers, so the result is bitwise the eager run's. The generators' Philox offsets are registered
-with the graph, which replays the draws eager would make from the same state and leaves the generator where
-eager would.
+With ``graph=True`` (``execution="cuda_graph"``, CUDA states) the whole loop is captured once as a CUDA graph and
+replayed: the same kernels on the same buffers, so the result is bitwise the eager run's. The generators' Philox
+offsets are registered with the graph, which replays the draws eager would make from the same state and leaves the
+generator where eager would.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def _replayed(
             continue
         if not hasattr(graph, "register_generator_state"):
             raise ValueError(
-                f"{desc}: cuda_graph=True with an explicit generator needs torch >= 2.4 "
+                f"{desc}: execution='cuda_graph' with an explicit generator needs torch >= 2.4 "
                 f"(CUDAGraph.register_generator_state; this is {torch.__version__}): pass seeds= or generator=None"
             )
         graph.register_generator_state(gen)
@@ -70,7 +70,7 @@ def _replayed(
     except RuntimeError as err:
         raise RuntimeError(
             f"{desc}: the step loop could not be captured as a CUDA graph ({err}); the score and the noise must run "
-            "on the device without host synchronisation; use cuda_graph=False"
+            "on the device without host synchronisation; use execution='eager'"
         ) from err
     x.copy_(start)
     graph.replay()
@@ -136,16 +136,16 @@ def run(
     raise FloatingPointError(f"non-finite sample at {where}; {hint}")
 
 
-def check_graph(graph: bool, x: Tensor, *, progress: bool = False, compile: bool = False) -> bool:
-    """Validate ``cuda_graph=``: a CUDA state, no progress bar (nothing runs on the host during a replay), and not
-    together with ``compile`` (torch.compile's own ``mode="reduce-overhead"`` captures graphs)."""
+def check_graph(graph: bool, x: Tensor, *, progress: bool = False) -> bool:
+    """Validate ``execution="cuda_graph"``: a CUDA state and no progress bar (nothing runs on the host during a
+    replay)."""
     graph = bool(graph)
-    if graph and compile:
-        raise ValueError("cuda_graph=True and compile=True: choose one")
     if graph and progress:
-        raise ValueError("cuda_graph=True replays the loop without the host: progress=True is not available with it")
+        raise ValueError(
+            "execution='cuda_graph' replays the loop without the host: progress=True is not available with it"
+        )
     if graph and x.device.type != "cuda":
-        raise ValueError(f"cuda_graph=True needs a CUDA state, got device {x.device}")
+        raise ValueError(f"execution='cuda_graph' needs a CUDA state, got device {x.device}")
     return graph
 
 

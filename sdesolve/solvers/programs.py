@@ -22,7 +22,7 @@ from torch import Tensor
 from ..grids import _times_for_levels
 from ..sde import LinearSDE, ScoreFn
 from .fused import Kernel, TimeTable, axpy_, time_dtype
-from .noise import NoiseSource
+from .noise import PREDICTOR, NoiseSource
 
 __all__ = ["Point", "Form", "Schedule", "NOISE", "IntervalProgram", "ProgramBuilder", "ProgramKernel"]
 
@@ -187,7 +187,7 @@ class ProgramKernel(Kernel):
         times: the grid (stage times at grid points reuse its ``[B]`` views).
         x: the state (device, dtype and shape of the buffers).
         noise: the run's noise source (needed by programs with `NOISE` stages): the first draw of interval ``i``
-            is its predictor draw, further ones its corrector draws ``j = 0, 1, ...``.
+            is its predictor increment, further ones the predictor stream's draws ``j = 1, 2, ...``.
     """
 
     def __init__(
@@ -253,12 +253,23 @@ class ProgramKernel(Kernel):
         if self.upcast:
             x.copy_(xw)
 
+    def calls(self, n: int) -> int:
+        return self.total_nfe
+
+    def combine(self, out: Tensor, x: Tensor, form: Form) -> Tensor:
+        """``out = form.x * x + Σ b_j D_j`` over the bank of the interval just run, ``x`` its start state (a second
+        update from the same stages, e.g. a denoised one)."""
+        if self.upcast:
+            return out.copy_(self._combine(torch.empty_like(self.xbuf), x.to(self.xbuf.dtype), form))
+        return self._combine(out, x, form)
+
     def _draw(self, out: Tensor, i: int, j: int) -> None:
+        """Draw ``j`` of interval ``i``: 0 is the predictor's increment, further ones its stream's draws."""
         t = self.times.values
         if j == 0:
             self.noise.predictor(out, i, t[i], t[i + 1])
         else:
-            self.noise.corrector(out, i, j - 1, t[i])
+            self.noise.draw(out, PREDICTOR, i, j, t[i])
 
 
 ProgramFn = Callable[[Schedule], list[IntervalProgram]]

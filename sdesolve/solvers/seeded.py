@@ -15,9 +15,11 @@ fixed ~70 µs of launches plus a cost per element, flat in B, while a generator 
 sample and step (360x the keyed draw at B = 4096 in 2-D; on CPU it is 2-4x cheaper for 1024-entry events,
 where the keyed draw costs 6-10x ``torch.randn`` per element).
 
-Streams: the prior is stream ``(PRIOR,)``, interval ``i``'s predictor draw ``(PREDICTOR, i)``, corrector step
-``j`` of interval ``i`` ``(CORRECTOR, i, j)``, Hutchinson probes ``(PROBE,)``; the per-sample Brownian tree
-(`sdesolve.solvers.brownian_tree`) uses ``(TREE, node)`` and ``(AT_TIME, time, j)``.
+Streams: the prior is stream ``(PRIOR,)``, interval ``i``'s predictor increment ``(PREDICTOR, i)`` and its
+further draws ``(PREDICTOR, i, j)`` (Restart's re-noisings), corrector step ``j`` of interval ``i``
+``(CORRECTOR, i, j)``, a sampler hook's draws ``(HOOK, i, j)``, uniforms of those streams ``(UNIFORM, stream, i,
+j)``, Hutchinson probes ``(PROBE,)``; the per-sample Brownian tree (`sdesolve.solvers.brownian_tree`) uses
+``(TREE, node)`` and ``(AT_TIME, time, j)`` (with the stream appended for streams other than the corrector's).
 """
 
 from __future__ import annotations
@@ -28,15 +30,17 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from .noise import NoiseSource
+from .noise import CORRECTOR, HOOK, PREDICTOR, NoiseSource
 
 __all__ = [
     "PRIOR",
     "PREDICTOR",
     "CORRECTOR",
+    "HOOK",
     "PROBE",
     "TREE",
     "AT_TIME",
+    "UNIFORM",
     "mix64",
     "mix64_",
     "stream_key",
@@ -47,7 +51,7 @@ __all__ = [
     "SeededNoise",
 ]
 
-PRIOR, PREDICTOR, CORRECTOR, PROBE, TREE, AT_TIME = 1, 2, 3, 4, 5, 6
+PRIOR, PROBE, TREE, AT_TIME, UNIFORM = 1, 4, 5, 6, 8
 _MASK = (1 << 64) - 1
 _GOLDEN = 0x9E3779B97F4A7C15
 _C1, _C2 = 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
@@ -178,6 +182,14 @@ class KeyedNormal:
         self._fill(out.view(out.shape[0], 1, -1), key)
         return out
 
+    def uniform_(self, out: Tensor, key: int) -> Tensor:
+        r"""Fill ``out`` ``[B, ...]`` with uniforms on [0, 1) keyed by ``(seed, key, element)``: the top $b$ bits of one
+        word each, $u = k\,2^{-b}$ with $b$ the significand bits of ``out``'s dtype (exact, never rounded up to 1)."""
+        bits = torch.finfo(out.dtype).nmant + 1
+        w = self.words(key, out[0].numel())[:, 0]
+        u = torch.bitwise_right_shift(w, 64 - bits).bitwise_and_((1 << bits) - 1).to(torch.float64).mul_(2.0**-bits)
+        return out.copy_(u.reshape(out.shape))
+
     def normals(self, keys: Sequence[int], event: tuple[int, ...]) -> Tensor:
         """``[B, L, *event]`` float64 standard normals, one block per key (each as `normal_` would draw it)."""
         flat = torch.empty((self.seeds.shape[0], len(keys), math.prod(event)), dtype=torch.float64,
@@ -199,14 +211,17 @@ class SeededNoise(NoiseSource):
     """Every predictor and corrector draw keyed by the sample's seed and the step (module docstring).
 
     Args:
-        draw: the keyed draws of the run's seeds, on the state's device (`seeds_for`).
+        keyed: the keyed draws of the run's seeds, on the state's device (`seeds_for`).
     """
 
-    def __init__(self, draw: KeyedNormal) -> None:
-        self.draw = draw
+    def __init__(self, keyed: KeyedNormal) -> None:
+        self.keyed = keyed
 
     def predictor(self, out, i, t, t_next):
-        return self.draw.normal_(out, stream_key(PREDICTOR, i))
+        return self.keyed.normal_(out, stream_key(PREDICTOR, i))
 
-    def corrector(self, out, i, j, t):
-        return self.draw.normal_(out, stream_key(CORRECTOR, i, j))
+    def draw(self, out, stream, i, j, t):
+        return self.keyed.normal_(out, stream_key(stream, i, j))
+
+    def uniform(self, out, stream, i, j, t):
+        return self.keyed.uniform_(out, stream_key(UNIFORM, stream, i, j))

@@ -309,7 +309,7 @@ def corrector_bias(
     gen = torch.Generator().manual_seed(seed)
     x = p_t.sample(check_int("n_chains", n_chains, 2), gen)
     log = AcceptanceLog()
-    x, _ = _corrector_for(rule, sde, data, snr, n_steps, log).step(x, t, data.score_fn(sde), generator=gen)
+    x, _ = _corrector_for(rule, sde, data, snr, n_steps, log).step(x, t, None, data.score_fn(sde), noise=gen)
     d = (x - x.mean()).reshape(-1).double()
     var = float((d**2).mean())
     se = math.sqrt(max(float((d**4).mean()) - var**2, 0.0) / d.numel())
@@ -379,7 +379,7 @@ def _ula_step_size(corr: Corrector, t: Tensor, t_next: Tensor, score_fn, like: T
     eps = []
     for x in probes:
         x = x.unsqueeze(0)
-        _, x_mean = corr.step(x, t, score_fn, generator=torch.Generator().manual_seed(0), t_next=t_next)
+        _, x_mean = corr.step(x, t, t_next, score_fn, noise=torch.Generator().manual_seed(0))
         eps.append((x_mean - x) / score_fn(x, t))
     if not torch.allclose(eps[0], eps[1], rtol=1e-9, atol=0):
         raise ValueError(f"{corr!r} has a state-dependent step; exact propagation needs the sigma or grid rule")

@@ -21,9 +21,8 @@ import numpy as np
 import torch
 
 from ..analytic import Gaussian, GaussianMixture
-from ..few_step_predictors import Restart
 from ..grids import make_grid
-from ..predictors import Predictor, get_predictor
+from ..predictors import Predictor, Restart, get_predictor
 from ..sampling import ode_sample
 from ..sde import LinearSDE
 from ..solvers.few_step import FEW_STEP
@@ -129,14 +128,8 @@ class _ProbeNoise(NoiseSource):
         self.count += 1
         return out
 
-    def corrector(self, out, i, j, t):
+    def draw(self, out, stream, i, j, t):
         return self.predictor(out, i, t, t)
-
-    def snapshot(self, device):
-        return None
-
-    def restore(self, state):
-        return None
 
 
 def sde_weak_errors(

@@ -1,7 +1,8 @@
 r"""Adaptive-step reverse-SDE sampling (Jolicoeur-Martineau et al. 2021): `sde_adaptive_sample`.
 
 The solver (`sdesolve.solvers.adaptive_sde`) chooses each sample's steps from an Euler–Maruyama / improved-Euler
-pair sharing its Brownian increment, under a mixed tolerance, and reports its NFE like ``dopri5``.
+pair sharing its Brownian increment, under a mixed tolerance, and reports its NFE like ``dopri5``; the run (start
+state, seeds, noise, checked score) is prepared by `sdesolve.sampling.prepare`.
 
 !!! warning "Low-dimensional data"
     Acceptance depends on the draw $z$ (the error estimate is $\propto h^{3/2}|z|$ per coordinate), so accepted
@@ -18,12 +19,10 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from ._utils import check_positive
-from .sampling import _checked_score, _initial_state, _linear
-from .sde import SDE, ScoreFn
-from .solvers.adaptive_sde import adaptive_sde_solve
-from .solvers.noise import GeneratorNoise
-from .solvers.seeded import SeededNoise
+from .._utils import check_positive
+from ..sde import SDE, ScoreFn, require_linear
+from ..solvers.adaptive_sde import adaptive_sde_solve
+from .prepare import finish, prepare
 
 __all__ = ["sde_adaptive_sample"]
 
@@ -69,10 +68,11 @@ def sde_adaptive_sample(
     if eps >= sde.T:
         raise ValueError(f"eps must be < T={sde.T}, got eps={eps!r}")
     rtol, atol, h_init = check_positive("rtol", rtol), check_positive("atol", atol), check_positive("h_init", h_init)
-    linear, score = _linear(sde), _checked_score(score_fn)
-    x, keyed = _initial_state(sde, shape, x_init, generator, device, dtype, seeds)
-    noise = GeneratorNoise(generator) if keyed is None else SeededNoise(keyed)
-    y, info = adaptive_sde_solve(linear, score, x, sde.T, eps, rtol=rtol, atol=atol, h_init=h_init, noise=noise)
-    if check_finite and not bool(torch.isfinite(y).all()):
-        raise FloatingPointError(f"non-finite sample from the adaptive reverse-SDE solver (T -> eps={eps})")
+    linear = require_linear(sde, "sde_adaptive_sample")
+    r = prepare(
+        "sde_adaptive_sample", sde, score_fn, shape, grid=None, x_init=x_init, generator=generator, seeds=seeds,
+        device=device, dtype=dtype,
+    )  # fmt: skip
+    y, info = adaptive_sde_solve(linear, r.score, r.x, sde.T, eps, rtol=rtol, atol=atol, h_init=h_init, noise=r.noise)
+    y = finish(y, r.dtype, check_finite, f"the adaptive reverse-SDE solver (T -> eps={eps})")
     return (y, info) if return_info else y
