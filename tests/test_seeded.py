@@ -1,12 +1,28 @@
 """Noise keyed by sample (`seeds=`): the hash against a pure-Python reference, the draws' law, row independence
-of every stochastic predictor with and without a corrector, probes, errors, and the per-sample Brownian tree."""
+of every stochastic predictor with every corrector (a user's own among them) and in conditional sampling, probes,
+errors, and the per-sample Brownian tree."""
 
 import math
 
 import pytest
 import torch
 
-from sdesolve import PREDICTORS, VPSDE, Gaussian, get_predictor, log_likelihood, ode_sample, pc_sample
+from sdesolve import (
+    PREDICTORS,
+    VPSDE,
+    Corrector,
+    Gaussian,
+    GridLangevin,
+    LinearObservation,
+    MALACorrector,
+    get_predictor,
+    inpainting_matrix,
+    log_likelihood,
+    ode_sample,
+    pc_sample,
+    replacement_sample,
+)
+from sdesolve._utils import batch_time
 from sdesolve.solvers.brownian_tree import SampleBrownianTree
 from sdesolve.solvers.seeded import KeyedNormal, check_seeds, mix64, stream_key
 from sdesolve.verify import fit_order
@@ -46,24 +62,73 @@ def test_keyed_normals_are_standard_normal():
     assert abs(torch.corrcoef(torch.stack([z.flatten(), other.flatten()]))[0, 1]) < 4 / math.sqrt(n)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16])
+def test_keyed_uniforms_are_uniform_and_never_one(dtype):
+    # MALA's acceptance draws. 2e5 x 2 uniforms: the fraction below q has SE sqrt(q(1-q)/n); the top b bits of a word
+    # (b the dtype's significand) are exact in the dtype, so no draw rounds up to 1 (float32 would from 53 bits).
+    u = KeyedNormal(torch.arange(200_000)).uniform_(torch.empty(200_000, 2, dtype=dtype), stream_key(11)).double()
+    n = u.numel()
+    assert float(u.min()) >= 0 and float(u.max()) < 1
+    for q in (0.1, 0.5, 0.9):
+        assert abs(float((u < q).double().mean()) - q) < 4 * math.sqrt(q * (1 - q) / n)
+    other = KeyedNormal(torch.arange(200_000)).uniform_(torch.empty(200_000, 2, dtype=dtype), stream_key(12)).double()
+    assert abs(torch.corrcoef(torch.stack([u.flatten(), other.flatten()]))[0, 1]) < 4 / math.sqrt(n)
+
+
 def _rows_agree(run, seeds):
-    """Row 5 of a batch of 16 equals seed 5 alone; a shuffled batch gives the same rows, shuffled."""
+    """Row 5 of a batch of 16 equals seed 5 alone; a shuffled batch gives the same rows, shuffled; torch's global
+    generator, reseeded, changes nothing (no draw of the run comes from it)."""
+    torch.manual_seed(0)
     full = run(seeds)
     alone = run(seeds[5:6])
     perm = torch.randperm(len(seeds), generator=torch.Generator().manual_seed(3))
     shuffled = run(seeds[perm])
+    torch.manual_seed(1)
+    again = run(seeds)
     torch.testing.assert_close(full[5:6], alone, rtol=0, atol=1e-12)
     torch.testing.assert_close(full[perm], shuffled, rtol=0, atol=1e-12)
-    assert (full[0] - full[1]).abs().min() > 0  # distinct seeds, distinct samples
+    assert torch.equal(full, again)
+    assert (full[0] - full[1]).abs().max() > 0  # distinct seeds, distinct samples
+
+
+class UserLangevin(Corrector):
+    """A corrector written against the public base only: one Langevin step of size 0.1·σ(t)² per call."""
+
+    def step(self, x, t, t_next, score_fn, *, noise):
+        eps = 0.1 * self.sde.std(batch_time(t, x)).reshape(-1, *([1] * (x.ndim - 1))) ** 2
+        x_mean = x + eps * score_fn(x, t)
+        return x_mean + (2 * eps).sqrt() * noise.normal(x), x_mean
+
+
+CORRECTORS = {
+    "none": lambda: None,
+    "langevin": lambda: "langevin",
+    "grid_langevin": lambda: GridLangevin(SDE, n_steps=2),
+    "mala": lambda: MALACorrector(SDE, DATA.log_prob_fn(SDE), snr=0.3, n_steps=2),
+    "user": lambda: UserLangevin(SDE),
+}
 
 
 @pytest.mark.parametrize("brownian", [None, "per_sample"])
-@pytest.mark.parametrize("corrector", [None, "langevin"])
+@pytest.mark.parametrize("corrector", sorted(CORRECTORS))
 @pytest.mark.parametrize("predictor", STOCHASTIC)
 def test_row_depends_only_on_its_seed(predictor, corrector, brownian):
     def run(s):
-        return pc_sample(SDE, SCORE, (len(s), 2), predictor=predictor, corrector=corrector, steps=12,
+        return pc_sample(SDE, SCORE, (len(s), 2), predictor=predictor, corrector=CORRECTORS[corrector](), steps=12,
                          seeds=s, brownian=brownian, dtype=torch.float64)  # fmt: skip
+
+    _rows_agree(run, torch.arange(100, 116))
+
+
+@pytest.mark.parametrize("corrector", ["langevin", "grid_langevin", "user"])
+@pytest.mark.parametrize("predictor", STOCHASTIC)
+def test_replacement_row_depends_only_on_its_seed(predictor, corrector):
+    # the hook's draws are keyed too (stream HOOK): conditional sampling keeps per-sample seeds
+    obs = LinearObservation(inpainting_matrix(torch.tensor([True, False])).double(), [0.4])
+    corr = CORRECTORS[corrector]()
+
+    def run(s):
+        return replacement_sample(SDE, SCORE, obs, len(s), predictor=predictor, corrector=corr, steps=12, seeds=s)
 
     _rows_agree(run, torch.arange(100, 116))
 

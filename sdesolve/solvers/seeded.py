@@ -185,7 +185,7 @@ class KeyedNormal:
     def uniform_(self, out: Tensor, key: int) -> Tensor:
         r"""Fill ``out`` ``[B, ...]`` with uniforms on [0, 1) keyed by ``(seed, key, element)``: the top $b$ bits of one
         word each, $u = k\,2^{-b}$ with $b$ the significand bits of ``out``'s dtype (exact, never rounded up to 1)."""
-        bits = torch.finfo(out.dtype).nmant + 1
+        bits = 1 - round(math.log2(torch.finfo(out.dtype).eps))  # significand bits: 53 for float64, 24 for float32
         w = self.words(key, out[0].numel())[:, 0]
         u = torch.bitwise_right_shift(w, 64 - bits).bitwise_and_((1 << bits) - 1).to(torch.float64).mul_(2.0**-bits)
         return out.copy_(u.reshape(out.shape))
