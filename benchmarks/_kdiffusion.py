@@ -38,21 +38,17 @@ def flow_denoiser(sde, score, t_grid):
     """k-diffusion's denoiser on our flow and the noise levels σ̃ = σ/α of ``t_grid`` (float64).
 
     The denoiser is Tweedie's $D(\\tilde x, \\tilde\\sigma) = (x + \\sigma^2 s(x, t))/\\alpha$ at $x = \\alpha\\tilde x$, with t
-    looked up from the grid's σ̃ (k-diffusion calls the model with a ``[B]`` tensor of one level), or found by
-    bisection for a level off the grid (EDM's churned σ̂, Restart's inner grid).
+    looked up from the grid's σ̃ (k-diffusion calls the model with a ``[B]`` tensor of one level), or found by the
+    SDE's inverse noise level for a level off the grid (EDM's churned σ̂, Restart's inner grid).
     """
     import torch
 
-    from sdesolve.grids import _times_for_levels
-
-    levels = (sde.std(t_grid) / sde.mean_coeff(t_grid)).to(torch.float64)
+    levels = sde.noise_level(t_grid).to(torch.float64)
     time_of = dict(zip(levels.tolist(), t_grid.tolist(), strict=True))
 
     def time(level: float) -> float:
         if level not in time_of:
-            time_of[level] = float(
-                _times_for_levels(sde, torch.tensor([level], dtype=torch.float64), float(t_grid[-1]))
-            )
+            time_of[level] = float(sde.inverse_noise_level(torch.tensor(level, dtype=torch.float64)))
         return time_of[level]
 
     def denoiser(xt, sigma):

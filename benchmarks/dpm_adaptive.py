@@ -1,6 +1,6 @@
 r"""DPM-Solver's adaptive step size against the fixed few-step solvers at equal NFE: ``python -m benchmarks.dpm_adaptive``.
 
-Every sample takes its own steps (`sdesolve.solvers.dpm_adaptive`), so the solver is not affine in $x_T$ even for
+Every sample takes its own steps (`sdesolve.solvers.dpm_solver_adaptive`), so the solver is not affine in $x_T$ even for
 an affine score and `benchmarks.few_step`'s two-probe trick does not apply; the error is pathwise instead: the
 RMS over prior samples of the distance to the exact flow map of the same $x_T$ (`Gaussian.flow` for the VP
 Gaussian, `benchmarks.few_step`'s Dormand–Prince reference at rtol = atol = 1e-11 for the VP/VE ring mixture,
@@ -20,7 +20,7 @@ import torch
 
 from sdesolve import VESDE, VPSDE
 from sdesolve.problems import gaussian_data, ring_mixture
-from sdesolve.solvers.dpm_adaptive import dpm_adaptive_solve
+from sdesolve.solvers.dpm_solver_adaptive import dpm_adaptive_solve
 
 from .few_step import EPS, PER_STEP, _reference, _solve
 

@@ -22,7 +22,7 @@ from sdesolve import VESDE, VPSDE, ode_sample
 from sdesolve.grids import make_grid
 from sdesolve.metrics import energy_distance
 from sdesolve.problems import gaussian_data, ring_mixture
-from sdesolve.solvers.few_step import FEW_STEP, LOWER_ORDER_FINAL
+from sdesolve.solvers.ode import FEW_STEP, LOWER_ORDER_FINAL
 
 from ._kdiffusion import load_sampling, run_on_flow
 

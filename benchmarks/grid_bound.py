@@ -17,7 +17,7 @@ import torch
 from scipy.optimize import minimize
 
 from sdesolve import VESDE, VPSDE, ode_sample
-from sdesolve.grids import _times_for_levels, log_sigma_grid, noise_level
+from sdesolve.grids import log_sigma_grid
 from sdesolve.problems import ring_mixture
 
 from .few_step import EPS, _reference
@@ -30,12 +30,12 @@ def best_grid(method: str, sde_name: str = "vp", steps: int = 10, n: int = 2000,
     score = data.score_fn(sde)
     x_t = sde.prior_sampling((n, 2), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     ref = _reference(sde_name, sde, score, x_t)
-    lam = -noise_level(sde, log_sigma_grid(sde, steps, EPS, dtype=torch.float64)).log()
+    lam = sde.marginal_lambda(log_sigma_grid(sde, steps, EPS, dtype=torch.float64))
     lo, span = float(lam[0]), float(lam[-1] - lam[0])
 
     def grid(u: np.ndarray) -> torch.Tensor:
         cuts = np.concatenate([[0.0], np.cumsum(np.exp(u))]) / np.exp(u).sum()
-        t = _times_for_levels(sde, torch.exp(-torch.tensor(lo + cuts * span, dtype=torch.float64)), EPS)
+        t = sde.inverse_lambda(torch.tensor(lo + cuts * span, dtype=torch.float64))
         t[0], t[-1] = sde.T, EPS
         return t
 

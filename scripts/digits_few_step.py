@@ -13,7 +13,7 @@ import torch
 
 from sdesolve import ode_sample
 from sdesolve.digits import digits_metrics, load_digits_data, load_digits_model
-from sdesolve.solvers.few_step import LOWER_ORDER_FINAL
+from sdesolve.solvers.ode import LOWER_ORDER_FINAL
 
 sys.path.insert(0, str(Path(__file__).parent))
 import digits_side_by_side as side  # noqa: E402  (a sibling script, not a package)

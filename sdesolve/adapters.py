@@ -18,8 +18,7 @@ import torch
 from torch import Tensor
 
 from ._utils import TimeLike, append_dims, batch_time, check_choice
-from .grids import _times_for_levels, noise_level
-from .sde import LinearSDE, ScoreFn
+from .sde import LinearSDE, ScoreFn, require_linear
 
 __all__ = [
     "score_from_eps",
@@ -43,15 +42,9 @@ def as_tensor_output(out) -> Tensor:
     return getattr(out, "sample", out)
 
 
-def _check_linear(sde) -> LinearSDE:
-    if not isinstance(sde, LinearSDE):
-        raise TypeError(f"adapter needs a LinearSDE (alpha(t), sigma(t)), got {sde!r}")
-    return sde
-
-
 def score_from_eps(model: Callable[[Tensor, Tensor], Tensor], sde: LinearSDE) -> ScoreFn:
     r"""Noise-prediction network $\hat\varepsilon(x, t)$: $\nabla\log p_t = -\hat\varepsilon/\sigma(t)$ (Ho et al. 2020)."""
-    sde = _check_linear(sde)
+    sde = require_linear(sde, "adapter")
 
     def score_fn(x: Tensor, t: TimeLike) -> Tensor:
         t = batch_time(t, x)
@@ -62,7 +55,7 @@ def score_from_eps(model: Callable[[Tensor, Tensor], Tensor], sde: LinearSDE) ->
 
 def score_from_x0(model: Callable[[Tensor, Tensor], Tensor], sde: LinearSDE) -> ScoreFn:
     r"""Data-prediction network $\hat x_0(x, t)$: $\nabla\log p_t = -(x - \alpha_t\hat x_0)/\sigma_t^2$ (Tweedie)."""
-    sde = _check_linear(sde)
+    sde = require_linear(sde, "adapter")
 
     def score_fn(x: Tensor, t: TimeLike) -> Tensor:
         t = batch_time(t, x)
@@ -77,7 +70,7 @@ def score_from_sigma_model(model: Callable[[Tensor, Tensor], Tensor], sde: Linea
 
     The SDE maps t to σ (the contract's one-argument form cannot know the schedule).
     """
-    sde = _check_linear(sde)
+    sde = require_linear(sde, "adapter")
 
     def score_fn(x: Tensor, t: TimeLike) -> Tensor:
         return as_tensor_output(model(x, sde.std(batch_time(t, x))))
@@ -191,7 +184,7 @@ def score_from_ddpm(
     Returns:
         ``score_fn(x, t)``.
     """
-    sde = _check_linear(sde)
+    sde = require_linear(sde, "adapter")
     check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
     time_map = alphas_cumprod if isinstance(alphas_cumprod, DDPMTimeMap) else DDPMTimeMap(alphas_cumprod)
 
@@ -210,12 +203,12 @@ def score_from_denoiser(denoiser: Callable[[Tensor, Tensor], Tensor], sde: Linea
     With $\tilde x = x/\alpha_t$, $\tilde\sigma = \sigma_t/\alpha_t$ (Karras et al. 2022, eq. 4) Tweedie gives
     $\nabla\log p_t(x) = (\alpha_t D(x/\alpha_t, \tilde\sigma) - x)/\sigma_t^2$.
     """
-    sde = _check_linear(sde)
+    sde = require_linear(sde, "adapter")
 
     def score_fn(x: Tensor, t: TimeLike) -> Tensor:
         t = batch_time(t, x)
         alpha, std = append_dims(sde.mean_coeff(t), x.ndim), append_dims(sde.std(t), x.ndim)
-        return (alpha * as_tensor_output(denoiser(x / alpha, noise_level(sde, t))) - x) / std**2
+        return (alpha * as_tensor_output(denoiser(x / alpha, sde.noise_level(t))) - x) / std**2
 
     return score_fn
 
@@ -223,12 +216,12 @@ def score_from_denoiser(denoiser: Callable[[Tensor, Tensor], Tensor], sde: Linea
 def denoiser_from_score(score_fn: ScoreFn, sde: LinearSDE) -> Callable[[Tensor, Tensor], Tensor]:
     r"""Any sdesolve score as a k-diffusion denoiser ``D(x, sigma)``: $D = (x_t + \sigma_t^2 s(x_t, t))/\alpha_t$.
 
-    $t$ solves $\tilde\sigma(t) = $ ``sigma`` (bisection in float64) and $x_t = \alpha_t\tilde x$. ``sigma`` must
+    $t$ solves $\tilde\sigma(t) = $ ``sigma`` (`LinearSDE.inverse_noise_level`, float64) and $x_t = \alpha_t\tilde x$. ``sigma`` must
     lie in $[\tilde\sigma(0), \tilde\sigma(T)]$ (checked, one host sync per call), so k-diffusion's samplers
     (``sample_euler``, ``sample_dpmpp_2m``, …) run on sdesolve's SDEs and exact oracles.
     """
-    sde = _check_linear(sde)
-    ends = noise_level(sde, torch.tensor([0.0, sde.T], dtype=torch.float64))
+    sde = require_linear(sde, "adapter")
+    ends = sde.noise_level(torch.tensor([0.0, sde.T], dtype=torch.float64))
     lo, hi = float(ends[0]), float(ends[1])
 
     def denoiser(x: Tensor, sigma: Tensor) -> Tensor:
@@ -236,9 +229,8 @@ def denoiser_from_score(score_fn: ScoreFn, sde: LinearSDE) -> Callable[[Tensor, 
         s = sigma.detach().double()
         if not bool(((s >= lo * (1 - 1e-6)) & (s <= hi * (1 + 1e-6))).all()):  # float32 rounding of the ends
             raise ValueError(f"sigma must lie in the SDE's range [{lo:.6g}, {hi:.6g}], got {s.tolist()!r}")
-        t = _times_for_levels(sde, s, 0.0).to(x.dtype)
-        alpha, std = append_dims(sde.mean_coeff(t), x.ndim), append_dims(sde.std(t), x.ndim)
-        x_t = alpha * x
-        return (x_t + std**2 * score_fn(x_t, t)) / alpha
+        t = sde.inverse_noise_level(s).to(x.dtype)
+        x_t = append_dims(sde.mean_coeff(t), x.ndim) * x
+        return sde.data_prediction(x_t, score_fn(x_t, t), t)
 
     return denoiser

@@ -3,7 +3,7 @@ r"""Time grids for reverse-time sampling, from ``T`` down to ``eps``.
 Each grid has ``steps + 1`` points (``steps`` intervals), strictly decreasing, with exact end points.
 Noise-level grids are built in EDM's noise level $\tilde\sigma(t) = \sigma(t)/\alpha(t)$
 (Karras et al. 2022, eq. 4: $x_t/\alpha_t = x_0 + \tilde\sigma z$), which is $\sigma(t)$ for VE, and mapped
-back to t by bisection (every SDE here has $\tilde\sigma$ increasing in t).
+back to t by the SDE's own inverse (`LinearSDE.inverse_noise_level`: closed form for VE/VP/sub-VP).
 """
 
 from __future__ import annotations
@@ -32,23 +32,13 @@ def uniform_grid(sde: SDE, steps: int, eps: float = 1e-3, device=None, dtype=Non
 
 
 def noise_level(sde: LinearSDE, t: Tensor) -> Tensor:
-    r"""EDM noise level $\tilde\sigma(t) = \sigma(t)/\alpha(t)$."""
-    return sde.std(t) / sde.mean_coeff(t)
-
-
-def _times_for_levels(sde: LinearSDE, levels: Tensor, eps: float, iters: int = 64) -> Tensor:
-    """Invert the increasing map t -> noise_level(t) on [eps, T] by vectorised bisection (float64)."""
-    lo = torch.full_like(levels, eps)
-    hi = torch.full_like(levels, sde.T)
-    for _ in range(iters):
-        mid = 0.5 * (lo + hi)
-        below = noise_level(sde, mid) < levels
-        lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
-    return 0.5 * (lo + hi)
+    r"""EDM noise level $\tilde\sigma(t) = \sigma(t)/\alpha(t)$: `LinearSDE.noise_level` (kept here, where grids read it)."""
+    return sde.noise_level(t)
 
 
 def _from_levels(sde: LinearSDE, levels: Tensor, eps: float, device, dtype) -> Tensor:
-    t = _times_for_levels(sde, levels, eps)
+    """Times of the decreasing noise ``levels`` (`LinearSDE.inverse_noise_level`), the ends pinned to T and eps."""
+    t = sde.inverse_noise_level(levels)
     t[0], t[-1] = sde.T, eps
     return t.to(device=device, dtype=dtype or torch.get_default_dtype())
 
@@ -56,8 +46,7 @@ def _from_levels(sde: LinearSDE, levels: Tensor, eps: float, device, dtype) -> T
 def _level_range(sde: SDE, eps: float) -> tuple[Tensor, Tensor]:
     if not isinstance(sde, LinearSDE):
         raise TypeError(f"noise-level grids need a LinearSDE, got {sde!r}")
-    t = torch.tensor([sde.T, eps], dtype=torch.float64)
-    hi, lo = noise_level(sde, t)
+    hi, lo = sde.noise_level(torch.tensor([sde.T, eps], dtype=torch.float64))
     return hi, lo
 
 

@@ -30,6 +30,7 @@ from ._utils import (
 )
 
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
+Coefficient = float | Tensor
 
 __all__ = [
     "SDE",
@@ -42,6 +43,7 @@ __all__ = [
     "SDES",
     "get_sde",
     "require_linear",
+    "data_prediction",
 ]
 
 
@@ -175,6 +177,43 @@ class LinearSDE(SDE):
         r"""Variance $G^2 = \sigma(t)^2 - r^2\sigma(t')^2$ of $x_t \mid x_{t'}$, $r = \alpha(t)/\alpha(t')$."""
         return self.std(t) ** 2 - (self.mean_ratio(t, t_next) * self.std(t_next)) ** 2
 
+    # -- the schedule in log-SNR and noise level: one place for grids, solvers and adapters --------------------
+    def marginal_lambda(self, t: TimeLike) -> Tensor:
+        r"""Half log-SNR $\lambda(t) = \log\alpha(t) - \log\sigma(t)$ (DPM-Solver's ``marginal_lambda``), decreasing in t."""
+        t = torch.as_tensor(t)
+        return self.log_mean_coeff(t) - self.std(t).log()
+
+    def noise_level(self, t: TimeLike) -> Tensor:
+        r"""EDM's noise level $\tilde\sigma(t) = \sigma(t)/\alpha(t) = e^{-\lambda(t)}$ (Karras et al. 2022, eq. 4:
+        $x_t/\alpha_t = x_0 + \tilde\sigma z$), increasing in t; $\sigma(t)$ itself for VE."""
+        t = torch.as_tensor(t)
+        return self.std(t) / self.mean_coeff(t)
+
+    def inverse_lambda(self, lam: Tensor) -> Tensor:
+        r"""The time $t \in [0, T]$ with $\lambda(t) =$ ``lam`` (float64, any shape); a value beyond the schedule's
+        range $[\lambda(T), \lambda(0)]$ gives the nearest end.
+
+        Here by vectorised bisection of the decreasing $\lambda$ (64 halvings of $[0, T]$: float64 resolution);
+        VE, VP and sub-VP override it with closed forms.
+        """
+        lam = torch.as_tensor(lam, dtype=torch.float64)
+        lo, hi = torch.zeros_like(lam), torch.full_like(lam, self.T)
+        for _ in range(64):
+            mid = 0.5 * (lo + hi)
+            before = self.marginal_lambda(mid) > lam  # λ decreases: the root lies later than mid
+            lo, hi = torch.where(before, mid, lo), torch.where(before, hi, mid)
+        return 0.5 * (lo + hi)
+
+    def inverse_noise_level(self, level: Tensor) -> Tensor:
+        r"""The time $t \in [0, T]$ with $\tilde\sigma(t) =$ ``level`` (float64): `inverse_lambda` of $-\log\tilde\sigma$."""
+        return self.inverse_lambda(-torch.as_tensor(level, dtype=torch.float64).log())
+
+    def data_prediction(self, x: Tensor, score: Tensor, t: TimeLike) -> Tensor:
+        r"""Tweedie's $D = \mathbb E[x_0 \mid x_t = x] = (x + \sigma(t)^2\nabla\log p_t(x))/\alpha(t)$ (`data_prediction`),
+        out of place (differentiable); ``t`` ``[B]`` or a scalar."""
+        t = batch_time(t, x)
+        return data_prediction(x, score, append_dims(self.mean_coeff(t), x.ndim), append_dims(self.std(t), x.ndim))
+
     def discretize(self, x: Tensor, t: TimeLike, t_next: TimeLike) -> tuple[Tensor, Tensor]:
         r"""Exact transition from ``t_next`` up to ``t``: $f = (r-1)x$, $G^2 = \sigma_t^2 - r^2\sigma_{t'}^2$."""
         t, t_next = self._step_times(x, t, t_next)
@@ -187,6 +226,28 @@ class LinearSDE(SDE):
     def _gaussian_prior(self, shape, generator, device, dtype, std: float) -> Tensor:
         shape = check_shape("shape", shape)
         return std * torch.randn(shape, generator=generator, device=device, dtype=check_float_dtype("dtype", dtype))
+
+
+def data_prediction(
+    x: Tensor, score: Tensor, alpha: Coefficient, sigma: Coefficient, out: Tensor | None = None
+) -> Tensor:
+    r"""Tweedie's formula, the data prediction $D = \mathbb E[x_0 \mid x_t = x] = (x + \sigma^2\nabla\log p_t(x))/\alpha$
+    (Efron 2011; Song et al. 2021, eq. 47; Karras et al. 2022's denoiser): the one copy every solver and adapter uses.
+
+    Args:
+        x: the state ``[B, *event]``.
+        score: $\nabla\log p_t(x)$, like ``x``.
+        alpha: $\alpha(t)$, a float or a tensor broadcasting against ``x``.
+        sigma: $\sigma(t)$, likewise.
+        out: write $D$ here in place (two passes, no allocation: the fused kernels), or None for a new tensor.
+    """
+    if out is None:
+        return (x + sigma**2 * score) / alpha
+    if isinstance(sigma, Tensor):
+        torch.addcmul(x, score, sigma**2, out=out)
+    else:
+        torch.add(x, score, alpha=sigma**2, out=out)
+    return out.div_(alpha) if isinstance(alpha, Tensor) else out.mul_(1.0 / alpha)
 
 
 def require_linear(sde: object, who: str) -> LinearSDE:
@@ -236,6 +297,12 @@ class VESDE(LinearSDE):
         # sigma_t^2 - sigma_t'^2 = sigma_t'^2 expm1(2 log(ratio) (t - t')): no cancellation for t ≈ t'.
         return self.std(t_next) ** 2 * torch.expm1(2 * self._log_ratio * (t - t_next) / self.T)
 
+    def inverse_lambda(self, lam: Tensor) -> Tensor:
+        r"""Closed form: $\lambda = -\log\sigma(t)$, so $t = T(-\lambda - \log\sigma_{\min})/\log(\sigma_{\max}/\sigma_{\min})$,
+        clamped to $[0, T]$."""
+        lam = torch.as_tensor(lam, dtype=torch.float64)
+        return ((-lam - math.log(self.sigma_min)) * (self.T / self._log_ratio)).clamp(0.0, self.T)
+
     def prior_sampling(self, shape, generator=None, device=None, dtype=None) -> Tensor:
         return self._gaussian_prior(shape, generator, device, dtype, self.sigma_max)
 
@@ -272,6 +339,13 @@ class _BetaSDE(LinearSDE):
         t = torch.as_tensor(t)
         return -0.25 * t**2 / self.T * (self.beta_max - self.beta_min) - 0.5 * t * self.beta_min
 
+    def _time_for_log_mean(self, L: Tensor) -> Tensor:
+        r"""The $t \in [0, T]$ with $-2\log\alpha(t) = \tfrac{\beta_{\max} - \beta_{\min}}{2T}t^2 + \beta_{\min}t = L \ge 0$:
+        the quadratic's root $t = 2L/(\beta_{\min} + \sqrt{\beta_{\min}^2 + 2(\beta_{\max} - \beta_{\min})L/T})$ (rationalised:
+        no cancellation as $L \to 0$ or $\beta_{\max} \to \beta_{\min}$; DPM-Solver's ``inverse_lambda``)."""
+        root = torch.sqrt(self.beta_min**2 + 2 * (self.beta_max - self.beta_min) * L / self.T)
+        return (2 * L / (self.beta_min + root)).clamp(0.0, self.T)
+
     def prior_sampling(self, shape, generator=None, device=None, dtype=None) -> Tensor:
         return self._gaussian_prior(shape, generator, device, dtype, 1.0)
 
@@ -300,6 +374,14 @@ class VPSDE(_BetaSDE):
         # G^2 = 1 - r^2 exactly for VP (sigma^2 = 1 - alpha^2).
         return -torch.expm1(2 * (self.log_mean_coeff(t) - self.log_mean_coeff(t_next)))
 
+    def inverse_lambda(self, lam: Tensor) -> Tensor:
+        r"""Closed form: $\sigma^2 = 1 - \alpha^2$ gives $-2\log\alpha = \log(1 + e^{-2\lambda}) = \max(a, 0) +
+        \log(1 + e^{-|a|})$, $a = -2\lambda$ (exact for large $|\lambda|$; written out rather than ``torch.logaddexp``, whose
+        vectorised and scalar CPU kernels differ in the last bit, so a sample's time would depend on its batch),
+        then the quadratic in t (`_time_for_log_mean`)."""
+        a = -2 * torch.as_tensor(lam, dtype=torch.float64)
+        return self._time_for_log_mean(a.clamp(min=0) + torch.log1p(torch.exp(-a.abs())))
+
 
 class SubVPSDE(_BetaSDE):
     r"""Sub-variance-preserving SDE (Song et al. 2021, eq. 12).
@@ -313,6 +395,13 @@ class SubVPSDE(_BetaSDE):
 
     def std(self, t: TimeLike) -> Tensor:
         return -torch.expm1(2 * self.log_mean_coeff(t))
+
+    def inverse_lambda(self, lam: Tensor) -> Tensor:
+        r"""Closed form: $\sigma = 1 - \alpha^2$ gives $\tilde\sigma = 1/\alpha - \alpha$, so $\alpha = 2/(\tilde\sigma +
+        \sqrt{\tilde\sigma^2 + 4})$, i.e. $-\log\alpha = \operatorname{asinh}(\tilde\sigma/2)$, $\tilde\sigma = e^{-\lambda}$; then
+        the quadratic in t (`_time_for_log_mean`)."""
+        lam = torch.as_tensor(lam, dtype=torch.float64)
+        return self._time_for_log_mean(2 * torch.asinh(0.5 * torch.exp(-lam)))
 
 
 class ReverseSDE(SDE):

@@ -103,7 +103,9 @@ def test_mala_leaves_p_t_invariant_where_langevin_is_biased(sde_name, data):
     p_t = dist.marginal(sde, t)
     gen = torch.Generator().manual_seed(6)
     x = p_t.sample(65536, gen)
-    x, _ = MALACorrector(sde, dist.log_prob_fn(sde), snr=0.5, n_steps=20).step(x, t, None, dist.score_fn(sde), noise=gen)
+    x, _ = MALACorrector(sde, dist.log_prob_fn(sde), snr=0.5, n_steps=20).step(
+        x, t, None, dist.score_fn(sde), noise=gen
+    )
     assert abs(float(x.mean() - p_t.mean.reshape(-1)[0])) <= 4 * float(x.std()) / math.sqrt(x.numel())
 
 

@@ -1,7 +1,7 @@
-"""DPM-Solver's adaptive step size (`sdesolve.solvers.dpm_adaptive`) against the exact Gaussian flow map.
+"""DPM-Solver's adaptive step size (`sdesolve.solvers.dpm_solver_adaptive`) against the exact Gaussian flow map.
 
 Ground truth: `Gaussian.flow` (the exact probability-flow map of the same prior samples, no Monte Carlo error), and
-the fixed-grid programs of `sdesolve.solvers.exponential` for the one-step formulas (written there on `Form`s with
+the fixed-grid programs of `sdesolve.solvers.dpm_solver` for the one-step formulas (written there on `Form`s with
 float coefficients, here on per-sample tensors).
 """
 
@@ -13,7 +13,7 @@ import torch
 import sdesolve as S
 from benchmarks._kdiffusion import flow_denoiser, load_sampling
 from sdesolve.problems import gaussian_data, ring_mixture
-from sdesolve.solvers.dpm_adaptive import _Stepper, dpm_adaptive_solve
+from sdesolve.solvers.dpm_solver_adaptive import _Stepper, dpm_adaptive_solve
 from sdesolve.verify import fit_order
 
 EPS = 1e-3
@@ -118,7 +118,7 @@ def test_finished_samples_are_never_evaluated_again():
 def test_steps_match_the_fixed_grid_programs():
     # one pair from per-sample (t, t') equals the grid programs on the one-interval grid [t, t'] of each sample:
     # DDIM (low of 12), DPM-Solver-2 / DPM-Solver++(2S) (high of 12), DPM-Solver-3 (high of 23, noise);
-    # stage times by bisection on both sides, so they agree to rounding (1e-12)
+    # stage times by the SDE's inverse λ on both sides, so they agree to rounding (1e-12)
     sde = SDES["vp"]
     score = ring_mixture(dtype=torch.float64).score_fn(sde)
     x = _prior(sde, 4, seed=1) * 0.7
@@ -127,9 +127,10 @@ def test_steps_match_the_fixed_grid_programs():
     for prediction, order, high_method in (("noise", 2, "dpm_solver_2"), ("data", 2, "dpm_solver_pp_2s"),
                                            ("noise", 3, "dpm_solver_3")):  # fmt: skip
         st = _Stepper(sde, score, prediction, EPS, x)
-        p, q = st.points(t), st.points(t_next)
+        p, q = st.point(t), st.point(t_next)
         fractions = (0.5,) if order == 2 else (1 / 3, 2 / 3)
-        stages = [st.points(st.times(st.lam(t) + r * (st.lam(t_next) - st.lam(t)))) for r in fractions]
+        lam, lam_next = sde.marginal_lambda(t), sde.marginal_lambda(t_next)
+        stages = [st.point(st.times(lam + r * (lam_next - lam))) for r in fractions]
         low, high = st.pair(x, p, stages, q)
         for i in range(len(x)):
             grid = torch.stack([t[i], t_next[i]])
@@ -153,9 +154,9 @@ def test_dpm_solver_23_pair_equals_kdiffusion(sde_name):
     t = torch.tensor([0.95, 0.5, 0.2], dtype=torch.float64)
     t_next = torch.tensor([0.8, 0.3, 0.02], dtype=torch.float64)
     st = _Stepper(sde, score, "noise", EPS, x)
-    lam, lam_next = st.lam(t), st.lam(t_next)
-    stages = [st.points(st.times(lam + r * (lam_next - lam))) for r in (1 / 3, 2 / 3)]
-    low, high = st.pair(x, st.points(t), stages, st.points(t_next))
+    lam, lam_next = sde.marginal_lambda(t), sde.marginal_lambda(t_next)
+    stages = [st.point(st.times(lam + r * (lam_next - lam))) for r in (1 / 3, 2 / 3)]
+    low, high = st.pair(x, st.point(t), stages, st.point(t_next))
     for i in range(len(x)):
         denoiser, _ = flow_denoiser(sde, score, torch.stack([t[i], t_next[i]]))
         solver = kd.DPMSolver(denoiser)

@@ -17,8 +17,8 @@ import sdesolve as S
 from benchmarks._kdiffusion import load_sampling, run_on_flow
 from sdesolve.grids import make_grid, noise_level
 from sdesolve.problems import gaussian_data, ring_mixture
-from sdesolve.solvers.exponential import exp_weights
-from sdesolve.solvers.few_step import FEW_STEP
+from sdesolve.solvers.dpm_solver import exp_weights
+from sdesolve.solvers.ode import FEW_STEP
 from sdesolve.verify import fit_order
 from sdesolve.verify.few_step import MIXTURE_METHODS, expected_flow_order, flow_errors, flow_steps
 
@@ -180,7 +180,7 @@ def test_third_order_single_step_at_3n_minus_1_steps(steps):
 @pytest.mark.parametrize("steps", [4, 5, 6, 7])
 def test_lower_order_final_at_even_and_odd_step_counts(steps):
     # diffusers PR #6953: lower_order_final was skipped at even step counts. Count the D's each update uses.
-    from sdesolve.solvers.exponential import dpm_solver_pp_2m, dpm_solver_pp_3m
+    from sdesolve.solvers.dpm_solver import dpm_solver_pp_2m, dpm_solver_pp_3m
     from sdesolve.solvers.fused import TimeTable
     from sdesolve.solvers.programs import Schedule
     from sdesolve.solvers.unipc import unipc

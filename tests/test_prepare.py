@@ -89,8 +89,9 @@ def test_ode_sample_nfe_is_the_score_calls(method):
 
 def test_sde_adaptive_sample_nfe_is_the_score_calls():
     nfe, calls = _nfe_and_calls(
-        lambda score: sde_adaptive_sample(SDE, score, (4, 2), rtol=1e-2, atol=1e-2, dtype=torch.float64,
-                                          seeds=[1, 2, 3, 4], return_info=True)  # fmt: skip
+        lambda score: sde_adaptive_sample(
+            SDE, score, (4, 2), rtol=1e-2, atol=1e-2, dtype=torch.float64, seeds=[1, 2, 3, 4], return_info=True
+        )  # fmt: skip
     )
     assert nfe == calls
 
@@ -102,8 +103,9 @@ def test_log_likelihood_nfe_is_the_score_calls(method, divergence):
     x = DATA.sample(4, torch.Generator().manual_seed(0))
     steps = {"steps": STEPS} if method in FIXED_STEP else {"rtol": 1e-3, "atol": 1e-3}
     nfe, calls = _nfe_and_calls(
-        lambda score: log_likelihood(SDE, score, x, method=method, divergence=divergence, batch_size=3,
-                                     return_info=True, **steps)  # fmt: skip
+        lambda score: log_likelihood(
+            SDE, score, x, method=method, divergence=divergence, batch_size=3, return_info=True, **steps
+        )  # fmt: skip
     )
     assert nfe == calls
 

@@ -94,6 +94,8 @@ def test_old_subclasses_run_and_keep_their_numbers():
     torch.testing.assert_close(_run(OldEuler(SDE), None, seeds=seeds), _run("euler_maruyama", None, seeds=seeds),
                                rtol=0, atol=1e-12)  # fmt: skip
     # the old corrector draws from the run's generator itself: the same numbers as the protocol's version
-    assert torch.equal(_run("none", OldLangevin(SDE), generator=gen(4)), _run("none", NewLangevin(SDE), generator=gen(4)))
+    assert torch.equal(
+        _run("none", OldLangevin(SDE), generator=gen(4)), _run("none", NewLangevin(SDE), generator=gen(4))
+    )
     with pytest.raises(ValueError, match="cannot key its draws"):
         _run("none", OldLangevin(SDE), seeds=seeds)

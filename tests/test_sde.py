@@ -8,7 +8,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sdesolve import VESDE, VPSDE, Gaussian, SubVPSDE
+from sdesolve import VESDE, VPSDE, Gaussian, LinearSDE, SubVPSDE
 
 sigma_mins = st.floats(1e-3, 1.0)
 sigma_ratios = st.floats(2.0, 1e5)
@@ -217,3 +217,83 @@ def test_reverse_sde_and_probability_flow(sde):
 def test_bad_parameters_raise_naming_them(factory, name):
     with pytest.raises(ValueError, match=name):
         factory()
+
+
+# -- the schedule: λ, σ̃ and their inverses (closed forms against the base class's bisection) ----------------------
+def _with_T(sde, T):
+    """``sde`` rebuilt on [0, T] (a T misplaced in a formula shows as soon as T ≠ 1)."""
+    params = {k: v for k, v in sde._params().items() if k != "N"}
+    return type(sde)(**params, T=T)
+
+
+schedules = st.tuples(sdes, st.sampled_from([1.0, 0.3, 2.5, 10.0])).map(lambda p: _with_T(*p))
+
+
+@given(sde=schedules)
+def test_closed_form_inverses_equal_the_bisection_and_round_trip(sde):
+    # The base class inverts λ by 64 halvings of [0, T] (float64 resolution); the closed forms must agree with it and
+    # invert λ(t) and σ̃(t) to a few ulps of T: 8·eps·T (measured: at most 2 ulps on VE, VP, sub-VP with T = 1, 2.5).
+    t = torch.linspace(1e-5, 1.0, 513, dtype=torch.float64) * sde.T
+    lam, level = sde.marginal_lambda(t), sde.noise_level(t)
+    tol = 8 * torch.finfo(torch.float64).eps * sde.T
+    bisection = LinearSDE.inverse_lambda(sde, lam)
+    assert float((sde.inverse_lambda(lam) - bisection).abs().max()) <= tol
+    assert float((sde.inverse_lambda(lam) - t).abs().max()) <= tol
+    assert float((sde.inverse_noise_level(level) - t).abs().max()) <= tol
+    assert bool((lam[1:] < lam[:-1]).all()) and bool((level[1:] > level[:-1]).all())
+    torch.testing.assert_close(lam, sde.log_mean_coeff(t) - sde.std(t).log(), rtol=0, atol=1e-14)
+    torch.testing.assert_close(level, torch.exp(-lam), rtol=1e-14, atol=0)
+
+
+@pytest.mark.parametrize("sde", [VESDE(), VPSDE(), SubVPSDE()], ids=["ve", "vp", "subvp"])
+def test_inverse_lambda_clamps_to_the_schedule_and_is_batch_independent(sde):
+    lam_0, lam_T = (float(v) for v in sde.marginal_lambda(torch.tensor([1e-9, sde.T], dtype=torch.float64)))
+    ends = sde.inverse_lambda(torch.tensor([lam_T - 5.0, lam_0 + 5.0], dtype=torch.float64))
+    assert float(ends[0]) == sde.T and float(ends[1]) < 1e-8  # beyond the range: the nearest end
+    # bitwise the same for a value alone or in a batch (torch's vectorised logaddexp and fractional pow are not:
+    # a sample's stage times in the per-sample adaptive solver would then depend on its batch)
+    lam = torch.linspace(lam_T, min(lam_0, 20.0), 4099, dtype=torch.float64)
+    full = sde.inverse_lambda(lam)
+    assert all(torch.equal(full[i : i + 1], sde.inverse_lambda(lam[i : i + 1])) for i in range(0, 4099, 7))
+
+
+class _Quadratic(LinearSDE):
+    """A user schedule with no closed-form inverse: α = exp(-t²), σ² = 1 - α² (VP-like), f = -2t, g² = 4t."""
+
+    def drift_coeff(self, t):
+        return -2 * torch.as_tensor(t)
+
+    def diffusion(self, t):
+        return (4 * torch.as_tensor(t)).sqrt()
+
+    def log_mean_coeff(self, t):
+        return -(torch.as_tensor(t) ** 2)
+
+    def std(self, t):
+        return (-torch.expm1(-2 * torch.as_tensor(t) ** 2)).sqrt()
+
+    def prior_sampling(self, shape, generator=None, device=None, dtype=None):
+        return self._gaussian_prior(shape, generator, device, dtype, 1.0)
+
+    def prior_logp(self, z):
+        return self._gaussian_prior_logp(z, 1.0)
+
+
+def test_a_user_schedule_is_inverted_by_bisection():
+    sde = _Quadratic(T=2.0)
+    t = torch.linspace(1e-3, 2.0, 101, dtype=torch.float64)
+    torch.testing.assert_close(sde.inverse_lambda(sde.marginal_lambda(t)), t, rtol=0, atol=1e-13)
+    torch.testing.assert_close(sde.inverse_noise_level(sde.noise_level(t)), t, rtol=0, atol=1e-13)
+
+
+@pytest.mark.parametrize("sde", [VESDE(0.01, 20.0), VPSDE(), SubVPSDE()], ids=["ve", "vp", "subvp"])
+def test_data_prediction_is_the_exact_posterior_mean(sde):
+    # For x0 ~ N(μ, s²) and x_t = αx0 + σε, E[x0 | x_t] = μ + αs²(x_t − αμ)/(α²s² + σ²) in closed form; Tweedie's
+    # formula with the exact score must give it to float64 rounding.
+    mu, s = torch.tensor([0.3, -1.0], dtype=torch.float64), torch.tensor([0.5, 2.0], dtype=torch.float64)
+    data = Gaussian(mu, s)
+    t = torch.tensor([0.05, 0.3, 0.7, 1.0], dtype=torch.float64)
+    x = torch.randn(4, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 3
+    alpha, sigma = sde.mean_coeff(t)[:, None], sde.std(t)[:, None]
+    exact = mu + alpha * s**2 * (x - alpha * mu) / (alpha**2 * s**2 + sigma**2)
+    torch.testing.assert_close(sde.data_prediction(x, data.score_fn(sde)(x, t), t), exact, rtol=1e-12, atol=1e-12)

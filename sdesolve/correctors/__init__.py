@@ -12,6 +12,8 @@ A corrector of your own subclasses `Corrector`, gives ``step(x, t, t_next, score
 
 from __future__ import annotations
 
+import inspect
+
 from .._utils import check_choice
 from ..sde import SDE
 from .base import Corrector, NoCorrector, StepKernel
@@ -47,12 +49,25 @@ log-density."""
 
 
 def get_corrector(corrector: str | Corrector | None, sde: SDE, **kwargs) -> Corrector:
-    """Resolve a corrector by registry name (``kwargs`` go to its constructor), instance, or None."""
+    """Resolve a corrector by registry name, instance, or None.
+
+    ``kwargs`` (e.g. ``snr``, ``n_steps``) go to a named corrector's constructor; one whose value is None is left to
+    the constructor's default, and one the constructor does not take is a ``ValueError`` (``"none"`` takes nothing
+    and ignores them).
+    """
     if corrector is None:
         return NoCorrector(sde)
     if isinstance(corrector, Corrector):
         return corrector
-    if isinstance(corrector, str):
-        cls = CORRECTORS[check_choice("corrector", corrector, tuple(CORRECTORS))]
-        return cls(sde) if cls is NoCorrector else cls(sde, **kwargs)
-    raise TypeError(f"corrector must be a name, a Corrector or None, got {corrector!r}")
+    if not isinstance(corrector, str):
+        raise TypeError(f"corrector must be a name, a Corrector or None, got {corrector!r}")
+    cls = CORRECTORS[check_choice("corrector", corrector, tuple(CORRECTORS))]
+    if cls is NoCorrector:
+        return NoCorrector(sde)
+    params = inspect.signature(cls).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    given = {k: v for k, v in kwargs.items() if v is not None}
+    for name in given:
+        if name not in params and not takes_any:
+            raise ValueError(f"{name}= does not apply to corrector {corrector!r} ({cls.__name__} takes no {name})")
+    return cls(sde, **given)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .._utils import batch_time
 from ..sde import SDE, require_linear
-from ..solvers.adaptive_sde import improved_euler_pair
+from ..solvers.gotta_go_fast import improved_euler_pair
 from .base import Predictor
 
 __all__ = ["ImprovedEuler"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .._utils import check_int, check_positive
 from ..sde import SDE
-from ..solvers.edm import restart
+from ..solvers.restart import restart
 from .programs import ProgramPredictor
 
 __all__ = ["Restart"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .._utils import check_positive
 from ..sde import SDE
-from ..solvers.exponential import sde_dpm_solver_pp_2m
+from ..solvers.dpm_solver import sde_dpm_solver_pp_2m
 from .programs import ProgramPredictor
 
 __all__ = ["SDEDPMSolverPP2M"]

@@ -12,7 +12,7 @@ r"""The sampling wing: the entry points and the one run preparation they share.
 from ..solvers.noise import Brownian
 from ..solvers.ode import ODE_METHODS
 from .ode import ode_sample
-from .pc import DEFAULT_SNR, StepHook, pc_sample
+from .pc import StepHook, pc_sample
 from .prepare import EXECUTIONS
 from .sde_adaptive import sde_adaptive_sample
 
@@ -23,6 +23,5 @@ __all__ = [
     "StepHook",
     "ODE_METHODS",
     "EXECUTIONS",
-    "DEFAULT_SNR",
     "Brownian",
 ]

@@ -22,10 +22,7 @@ from ..solvers.loop import run
 from ..solvers.noise import HOOK, Brownian, StepNoise
 from .prepare import execution_mode, prepare, resolve_grid
 
-__all__ = ["pc_sample", "StepHook", "DEFAULT_SNR"]
-
-DEFAULT_SNR = 0.16
-"""The Langevin snr of a corrector given by name (score_sde's CIFAR-10 VE setting)."""
+__all__ = ["pc_sample", "StepHook"]
 
 AFTER_CORRECTOR, AFTER_PREDICTOR, AT_START = 0, 1, 2
 """A hook's draw index ``j`` in interval ``i``: after the corrector at ``t_i``, after the predictor at ``t_{i+1}``, and
@@ -105,9 +102,9 @@ def pc_sample(
         corrector: name (see `CORRECTORS`), instance, or None.
         steps: number of intervals (``steps + 1`` grid points); ignored when ``grid`` is a tensor.
         eps: final time (> 0).
-        snr: Langevin signal-to-noise ratio for a corrector given by name (default 0.16); a ``ValueError``
-            together with a corrector instance.
-        corrector_steps: Langevin steps per interval for a corrector given by name.
+        snr: Langevin signal-to-noise ratio for a corrector given by name (default: the corrector's, 0.16 for
+            ``"langevin"``, score_sde's CIFAR-10 VE setting); a ``ValueError`` together with a corrector instance.
+        corrector_steps: Langevin steps per interval for a corrector given by name (its ``n_steps``).
         denoise: return the last predictor mean (no noise on the final step), as score_sde.
         grid: ``"uniform"`` (default), ``"log_sigma"``/``"logsnr"``, ``"karras"``, ``"cosine"`` or a decreasing 1-D
             tensor of times.
@@ -140,9 +137,8 @@ def pc_sample(
     if isinstance(corrector, Corrector) and snr is not None:
         raise ValueError("snr= configures a corrector given by name; set it on the corrector instance instead")
     pred = check_built_on("predictor", get_predictor(predictor, sde), sde)
-    corr = get_corrector(
-        corrector, sde, snr=DEFAULT_SNR if snr is None else snr, n_steps=check_int("corrector_steps", corrector_steps)
-    )
+    n_steps = check_int("corrector_steps", corrector_steps)
+    corr = get_corrector(corrector, sde, snr=snr, n_steps=None if n_steps == 1 else n_steps)
     check_built_on("corrector", corr, sde)
     if hook is not None and not isinstance(hook, StepHook):
         raise TypeError(f"hook must be a StepHook (e.g. Replacement) or None, got {hook!r}")

@@ -1,6 +1,6 @@
 r"""Adaptive-step reverse-SDE sampling (Jolicoeur-Martineau et al. 2021): `sde_adaptive_sample`.
 
-The solver (`sdesolve.solvers.adaptive_sde`) chooses each sample's steps from an Euler–Maruyama / improved-Euler
+The solver (`sdesolve.solvers.gotta_go_fast`) chooses each sample's steps from an Euler–Maruyama / improved-Euler
 pair sharing its Brownian increment, under a mixed tolerance, and reports its NFE like ``dopri5``; the run (start
 state, seeds, noise, checked score) is prepared by `sdesolve.sampling.prepare`.
 
@@ -21,7 +21,7 @@ from torch import Tensor
 
 from .._utils import check_positive
 from ..sde import SDE, ScoreFn, require_linear
-from ..solvers.adaptive_sde import adaptive_sde_solve
+from ..solvers.gotta_go_fast import adaptive_sde_solve
 from .prepare import finish, prepare
 
 __all__ = ["sde_adaptive_sample"]

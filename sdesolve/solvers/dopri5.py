@@ -16,8 +16,12 @@ from torch import Tensor
 
 from .fused import time_dtype
 from .runge_kutta import DOPRI5, DOPRI5_ERROR, Term, combine_
+from .step_control import StepController
 
 __all__ = ["dopri5_solve"]
+
+_CONTROLLER = StepController(safety=0.9, exponent=1 / 5, max_factor=10.0, min_factor=0.2)
+"""scipy's RK45 controller: 0.9 err^(-1/5) clipped to [0.2, 10]."""
 
 
 def _rms(x: Tensor) -> float:
@@ -103,16 +107,16 @@ def dopri5_solve(
         err_norm = _rms(err.div_(scale))  # the one host transfer per step: step-size control
         if not math.isfinite(err_norm):
             raise FloatingPointError(f"non-finite state in dopri5 at t={t!r} (step {hs!r})")
+        factor = _CONTROLLER.factor(err_norm)
         if err_norm <= 1.0:
             t = t1 if last else t + hs
             y, y_new = y_new, y
             ks[0], ks[6] = ks[6], ks[0]
             n_accepted += 1
-            factor = 10.0 if err_norm == 0 else min(10.0, 0.9 * err_norm ** (-1 / 5))
             h = abs(hs) * (min(1.0, factor) if rejected else factor)  # no growth right after a rejection
             rejected = False
         else:
-            h = abs(hs) * max(0.2, 0.9 * err_norm ** (-1 / 5))
+            h = abs(hs) * factor
             rejected = True
     raise RuntimeError(
         f"dopri5 did not reach t1={t1!r} within max_steps={max_steps}: stopped at t={t!r} with step size {h:.3g}; "

@@ -12,15 +12,13 @@ $D$ buffers (the multistep history, held as explicit kernel state). Coefficients
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
-from ..grids import _times_for_levels
-from ..sde import LinearSDE, ScoreFn
+from ..sde import LinearSDE, ScoreFn, data_prediction
 from .fused import Kernel, TimeTable, axpy_, time_dtype
 from .noise import PREDICTOR, NoiseSource
 
@@ -32,21 +30,18 @@ NOISE = "noise"
 
 @dataclass(frozen=True)
 class Point:
-    r"""A time of the flow with its float64 coefficients: $\alpha(t)$, $\sigma(t)$, $\lambda = \log(\alpha/\sigma)$."""
+    r"""A time of the flow with its coefficients, read off the SDE: $\alpha(t)$, $\sigma(t)$, the half log-SNR
+    $\lambda(t)$ and the noise level $\tilde\sigma(t) = e^{-\lambda}$.
 
-    t: float
-    alpha: float
-    sigma: float
+    Floats (float64) on a grid's programs; per-sample tensors broadcasting against the state in the adaptive
+    solver (`sdesolve.solvers.dpm_solver_adaptive`), where ``t`` is the score's ``[B]`` time.
+    """
 
-    @property
-    def lam(self) -> float:
-        r"""Half log-SNR $\lambda = \log\alpha - \log\sigma$."""
-        return math.log(self.alpha) - math.log(self.sigma)
-
-    @property
-    def level(self) -> float:
-        r"""EDM noise level $\tilde\sigma = \sigma/\alpha = e^{-\lambda}$."""
-        return self.sigma / self.alpha
+    t: float | Tensor
+    alpha: float | Tensor
+    sigma: float | Tensor
+    lam: float | Tensor
+    level: float | Tensor
 
 
 @dataclass
@@ -96,14 +91,15 @@ class Schedule:
 
     def _points(self, t: Tensor) -> list[Point]:
         t = t.to(torch.float64)
-        alpha, sigma = self.sde.mean_coeff(t), self.sde.std(t)
-        return [Point(*row) for row in zip(t.tolist(), alpha.tolist(), sigma.tolist(), strict=True)]
+        sde = self.sde
+        columns = (t, sde.mean_coeff(t), sde.std(t), sde.marginal_lambda(t), sde.noise_level(t))
+        return [Point(*row) for row in zip(*(c.tolist() for c in columns), strict=True)]
 
     def at_lambdas(self, lams: list[float]) -> list[Point]:
-        r"""The points whose $\lambda$'s are ``lams`` (one vectorised bisection in $\tilde\sigma = e^{-\lambda}$,
-        increasing in t); their coefficients are those of the times found, consistent with the score calls."""
-        levels = torch.tensor([math.exp(-lam) for lam in lams], dtype=torch.float64)
-        return self._points(_times_for_levels(self.sde, levels, self._lo).clamp(self._lo, self._hi))
+        r"""The points whose $\lambda$'s are ``lams`` (`LinearSDE.inverse_lambda`, within the grid's time range);
+        their coefficients are those of the times found, consistent with the score calls."""
+        t = self.sde.inverse_lambda(torch.tensor(lams, dtype=torch.float64))
+        return self._points(t.clamp(self._lo, self._hi))
 
     def fractions(self, r: float) -> list[Point]:
         r"""Per interval, the stage point at $\lambda_i + r\,h_i$ (single-step solvers' intermediate times)."""
@@ -247,8 +243,7 @@ class ProgramKernel(Kernel):
                 continue
             y = xw if form.is_state() else self._combine(self.ybuf, xw, form)
             s = self.score_fn(y.to(x.dtype) if self.upcast else y, t)
-            # Tweedie: D = (y + σ² s(y, t)) / α
-            torch.add(y, s, alpha=point.sigma**2, out=d).mul_(1.0 / point.alpha)
+            data_prediction(y, s, point.alpha, point.sigma, out=d)
         self._combine(xw, xw, program.update)
         if self.upcast:
             x.copy_(xw)

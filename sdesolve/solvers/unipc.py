@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from .exponential import data_step
+from .dpm_solver import data_step
 from .programs import Form, IntervalProgram, Point, ProgramBuilder, Schedule
 
 __all__ = ["unipc_weights", "unipc"]

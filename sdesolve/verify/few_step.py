@@ -1,4 +1,4 @@
-r"""Measured orders of the few-step ODE solvers (`sdesolve.solvers.few_step.FEW_STEP`), for ``sdesolve verify``.
+r"""Measured orders of the few-step ODE solvers (`sdesolve.solvers.ode.FEW_STEP`), for ``sdesolve verify``.
 
 The error is pathwise: the same prior samples $x_T$ through the solver and through the exact flow map
 (`Gaussian.flow`: no Monte Carlo error at all) or, for mixture data, through an adaptive Dormand–Prince solve
@@ -25,10 +25,10 @@ from ..grids import make_grid
 from ..predictors import Predictor, Restart, get_predictor
 from ..sampling import ode_sample
 from ..sde import LinearSDE
-from ..solvers.few_step import FEW_STEP
 from ..solvers.fused import RunSpec, TimeTable
 from ..solvers.loop import run
 from ..solvers.noise import NoiseSource
+from ..solvers.ode import FEW_STEP
 
 __all__ = [
     "FLOW_STEPS",

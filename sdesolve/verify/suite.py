@@ -12,7 +12,7 @@ from .._utils import check_choice
 from ..predictors import PREDICTORS, get_predictor
 from ..problems import gaussian_data, ring_mixture
 from ..sde import SDES, get_sde
-from ..solvers.few_step import FEW_STEP
+from ..solvers.ode import FEW_STEP
 from .few_step import WEAK_STEPS, few_step_study
 from .orders import Data, OrderStudy, strong_order, weak_order
 

@@ -1,24 +1,38 @@
-r"""Exponential integrators of the probability flow in $\lambda = \log(\alpha/\sigma)$: DDIM, DPM-Solver, DPM-Solver++.
+r"""DPM-Solver: exponential integrators of the probability flow in $\lambda = \log(\alpha/\sigma)$ (DDIM, DPM-Solver,
+DPM-Solver++, SDE-DPM-Solver++(2M)), written once for the grid programs and the adaptive solver.
 
 In $\tilde x = x/\alpha$ and $\lambda$ the flow is $d\tilde x/d\lambda = D - \tilde x$ with the data prediction
 $D = (x + \sigma^2 s)/\alpha$, so over $h = \lambda' - \lambda$ (Lu et al. 2022b, eq. 9)
 $$x' = \tfrac{\sigma'}{\sigma}\,x + \alpha' \int_\lambda^{\lambda'} e^{-(\lambda' - u)} D(u)\,du,$$
 and in the noise prediction $\epsilon = (x - \alpha D)/\sigma$ (Lu et al. 2022, eq. 3.4)
-$x' = \tfrac{\alpha'}{\alpha}x - \sigma'\int_\lambda^{\lambda'} e^{u - \lambda}\,\epsilon(u)\,du$.
-Each solver approximates the integral from $D$ (or $\epsilon$) at earlier stages or steps; its programs are
-written as `Form` arithmetic (`sdesolve.solvers.programs`), with coefficients from the grid in float64.
+$x' = \tfrac{\alpha'}{\alpha}x - \sigma'\int_\lambda^{\lambda'} e^{u - \lambda}\,\epsilon(u)\,du$. The two are one formula in
+exchanged coordinates (`Frame`): $(a, b, u) = (\alpha, \sigma, \lambda)$ with the model $\epsilon$, or
+$(\sigma, \alpha, -\lambda)$ with $D$, so the single-step updates (`first_order`, `second_order`, `third_stage`,
+`third_order`; Lu et al. 2022, Alg. 1–2) are written once, generic over their coefficients: floats with `Form`s for
+the grid programs (`sdesolve.solvers.programs`), per-sample tensors for the adaptive solver
+(`sdesolve.solvers.dpm_solver_adaptive`).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
+import torch
+from torch import Tensor
 
 from .programs import Form, IntervalProgram, Point, ProgramBuilder, Schedule
 
 __all__ = [
+    "PREDICTIONS",
+    "Frame",
+    "frame",
+    "first_order",
+    "second_order",
+    "third_stage",
+    "third_order",
     "data_step",
     "exp_weights",
     "ddim",
@@ -30,13 +44,72 @@ __all__ = [
     "sde_dpm_solver_pp_2m",
 ]
 
+PREDICTIONS = ("noise", "data")
+r"""The model the updates extrapolate: $\epsilon$ (DPM-Solver) or $D$ (DPM-Solver++)."""
+
+State = Form | Tensor
+Coefficient = float | Tensor
+
+
+@dataclass(frozen=True)
+class Frame:
+    r"""A point in the exchanged coordinates of the update formulas: $(a, b, u) = (\alpha, \sigma, \lambda)$ for noise
+    prediction, $(\sigma, \alpha, -\lambda)$ for data prediction (floats, or tensors broadcasting against the state)."""
+
+    a: Coefficient
+    b: Coefficient
+    u: Coefficient
+
+
+def frame(p: Point, prediction: str) -> Frame:
+    """``p`` in the coordinates of ``prediction`` (``"noise"`` or ``"data"``)."""
+    return Frame(p.alpha, p.sigma, p.lam) if prediction == "noise" else Frame(p.sigma, p.alpha, -p.lam)
+
+
+def _expm1(v: Coefficient) -> Coefficient:
+    return torch.expm1(v) if isinstance(v, Tensor) else math.expm1(v)
+
+
+def _scaled(c: Coefficient, v: State) -> State:
+    """``c · v``; a float64 tensor coefficient is cast to ``v``'s dtype first (coefficients in float64, state in its own)."""
+    return c.to(v.dtype) * v if isinstance(c, Tensor) and isinstance(v, Tensor) else c * v
+
+
+def first_order(x: State, m0: State, p: Frame, q: Frame) -> State:
+    r"""DPM-Solver-1 (DDIM): $x' = \tfrac{a'}{a}x - b'\,\mathrm{expm1}(u' - u)\,m_0$ (Lu et al. 2022, eq. 3.7)."""
+    return _scaled(q.a / p.a, x) - _scaled(q.b * _expm1(q.u - p.u), m0)
+
+
+def second_order(x: State, m0: State, m1: State, p: Frame, s1: Frame, q: Frame) -> State:
+    r"""DPM-Solver-2 (Lu et al. 2022, Alg. 1): $x' = \text{first} - \tfrac{1}{2r_1}b'\,\mathrm{expm1}(h)\,(m_1 - m_0)$,
+    $h = u' - u$, $r_1 = (u_{s_1} - u)/h$ (the stage's own ratio)."""
+    h = q.u - p.u
+    r1 = (s1.u - p.u) / h
+    return first_order(x, m0, p, q) - _scaled(0.5 / r1 * q.b * _expm1(h), m1 - m0)
+
+
+def third_stage(x: State, m0: State, m1: State, p: Frame, s1: Frame, s2: Frame) -> State:
+    r"""DPM-Solver-3's second stage (Lu et al. 2022, Alg. 2): $u_2 = \text{first}(s_2) - \tfrac{r_2}{r_1}b_{s_2}
+    (\tfrac{\mathrm{expm1}(h_2)}{h_2} - 1)(m_1 - m_0)$, $h_k = u_{s_k} - u$, $r_2/r_1 = h_2/h_1$."""
+    h1, h2 = s1.u - p.u, s2.u - p.u
+    return first_order(x, m0, p, s2) - _scaled(h2 / h1 * s2.b * (_expm1(h2) / h2 - 1), m1 - m0)
+
+
+def third_order(x: State, m0: State, m2: State, p: Frame, s2: Frame, q: Frame) -> State:
+    r"""DPM-Solver-3 (Lu et al. 2022, Alg. 2): $x' = \text{first} - \tfrac{1}{r_2}b'(\tfrac{\mathrm{expm1}(h)}{h} - 1)(m_2 - m_0)$,
+    $r_2 = (u_{s_2} - u)/h$."""
+    h = q.u - p.u
+    r2 = (s2.u - p.u) / h
+    return first_order(x, m0, p, q) - _scaled(q.b / r2 * (_expm1(h) / h - 1), m2 - m0)
+
+
 _NODES, _WEIGHTS = np.polynomial.legendre.leggauss(12)
 
 
 def data_step(x: Form, d: Form, p: Point, q: Point) -> Form:
     r"""First-order step with the data prediction held constant (DDIM; DPM-Solver++ 1):
-    $x' = \tfrac{\sigma'}{\sigma}x - \alpha'\,\mathrm{expm1}(-h)\,D$."""
-    return (q.sigma / p.sigma) * x - q.alpha * math.expm1(p.lam - q.lam) * d
+    $x' = \tfrac{\sigma'}{\sigma}x - \alpha'\,\mathrm{expm1}(-h)\,D$ (`first_order` in the data frame)."""
+    return first_order(x, d, frame(p, "data"), frame(q, "data"))
 
 
 def exp_weights(nodes: Sequence[float], lam: float, lam_next: float) -> list[float]:
@@ -143,41 +216,28 @@ def _eps(y: Form, d: Form, p: Point) -> Form:
     return (y - p.alpha * d) / p.sigma
 
 
-def _noise_step(x: Form, eps: Form, p: Point, q: Point) -> Form:
-    r"""$x' = \tfrac{\alpha'}{\alpha}x - \sigma'\,\mathrm{expm1}(h)\,\epsilon$ (DPM-Solver-1 = DDIM)."""
-    return (q.alpha / p.alpha) * x - q.sigma * math.expm1(q.lam - p.lam) * eps
-
-
 def dpm_solver_2(sched: Schedule) -> list[IntervalProgram]:
     r"""DPM-Solver-2 (Lu et al. 2022, Alg. 1, $r_1 = \tfrac12$), noise prediction: $u$ = DPM-Solver-1 to
-    $s = \lambda + r_1 h$, $x' = \tfrac{\alpha'}{\alpha}x - \sigma'\,\mathrm{expm1}(h)\,\epsilon_i
-    - \tfrac{\sigma'}{2r_1}\mathrm{expm1}(h)\,(\epsilon_s - \epsilon_i)$. Order 2, 2 NFE per step."""
-    b, pts, r1 = ProgramBuilder(), sched.points, 0.5
-    for p, q, s in zip(pts[:-1], pts[1:], sched.fractions(r1), strict=True):
-        h = q.lam - p.lam
+    $s = \lambda + r_1 h$, then `second_order`. Order 2, 2 NFE per step."""
+    b, pts = ProgramBuilder(), sched.points
+    for p, q, s in zip(pts[:-1], pts[1:], sched.fractions(0.5), strict=True):
+        fp, fq, fs = frame(p, "noise"), frame(q, "noise"), frame(s, "noise")
         e0 = _eps(b.state, b.evaluate(p, b.state), p)
-        u = _noise_step(b.state, e0, p, s)
-        es = _eps(u, b.evaluate(s, u), s)
-        b.finish(_noise_step(b.state, e0, p, q) - (q.sigma / (2 * r1) * math.expm1(h)) * (es - e0))
+        u = first_order(b.state, e0, fp, fs)
+        b.finish(second_order(b.state, e0, _eps(u, b.evaluate(s, u), s), fp, fs, fq))
     return b.programs
 
 
 def dpm_solver_3(sched: Schedule) -> list[IntervalProgram]:
-    r"""DPM-Solver-3 (Lu et al. 2022, Alg. 2, $r_1 = \tfrac13$, $r_2 = \tfrac23$), noise prediction:
-    $u_2 = \tfrac{\alpha_{s_2}}{\alpha}x - \sigma_{s_2}\mathrm{expm1}(r_2h)\epsilon_i
-    - \tfrac{\sigma_{s_2}r_2}{r_1}(\tfrac{\mathrm{expm1}(r_2h)}{r_2h} - 1)D_1$,
-    $x' = \tfrac{\alpha'}{\alpha}x - \sigma'\mathrm{expm1}(h)\epsilon_i - \tfrac{\sigma'}{r_2}(\tfrac{\mathrm{expm1}(h)}{h}
-    - 1)D_2$ with $D_k = \epsilon_{s_k} - \epsilon_i$. Order 3, 3 NFE per step."""
-    b, pts, r1, r2 = ProgramBuilder(), sched.points, 1 / 3, 2 / 3
-    for p, q, s1, s2 in zip(pts[:-1], pts[1:], sched.fractions(r1), sched.fractions(r2), strict=True):
-        h = q.lam - p.lam
+    r"""DPM-Solver-3 (Lu et al. 2022, Alg. 2, $r_1 = \tfrac13$, $r_2 = \tfrac23$), noise prediction: DPM-Solver-1 to
+    $s_1$, `third_stage` to $s_2$, `third_order` to the next grid point. Order 3, 3 NFE per step."""
+    b, pts = ProgramBuilder(), sched.points
+    for p, q, s1, s2 in zip(pts[:-1], pts[1:], sched.fractions(1 / 3), sched.fractions(2 / 3), strict=True):
+        fp, fq, f1, f2 = (frame(v, "noise") for v in (p, q, s1, s2))
         e0 = _eps(b.state, b.evaluate(p, b.state), p)
-        u1 = _noise_step(b.state, e0, p, s1)
-        d1 = _eps(u1, b.evaluate(s1, u1), s1) - e0
-        h2 = s2.lam - p.lam  # = r2 h up to the bisection's rounding; the step uses the stage's own λ
-        u2 = _noise_step(b.state, e0, p, s2) - (s2.sigma * r2 / r1 * (math.expm1(h2) / h2 - 1)) * d1
-        d2 = _eps(u2, b.evaluate(s2, u2), s2) - e0
-        b.finish(_noise_step(b.state, e0, p, q) - (q.sigma / r2 * (math.expm1(h) / h - 1)) * d2)
+        u1 = first_order(b.state, e0, fp, f1)
+        u2 = third_stage(b.state, e0, _eps(u1, b.evaluate(s1, u1), s1), fp, f1, f2)
+        b.finish(third_order(b.state, e0, _eps(u2, b.evaluate(s2, u2), s2), fp, f2, fq))
     return b.programs
 
 

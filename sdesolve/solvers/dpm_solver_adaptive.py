@@ -30,28 +30,27 @@ iteration (which samples are still running), as ``adaptive_sde`` and ``dopri5`` 
 same formulas with $(\alpha, \sigma, \lambda, \epsilon)$ replaced by $(\sigma, \alpha, -\lambda, D)$, since
 $x' = \tfrac{\sigma'}{\sigma}x + \alpha'\int e^{-(\lambda' - u)}D\,du$ is the noise form
 $x' = \tfrac{\alpha'}{\alpha}x - \sigma'\int e^{u - \lambda}\epsilon\,du$ under that exchange (`sdesolve.solvers.exponential`).
-The grid programs there take one float per interval (`Point`); here every coefficient is a per-sample ``[B]``
-tensor, so the three updates are written once more below, on tensors, in the shared form.
+The updates are `sdesolve.solvers.dpm_solver`'s own (`first_order`, `second_order`, `third_stage`, `third_order`),
+called here with per-sample tensor coefficients instead of the grid programs' floats; the error norm and the
+controller are `sdesolve.solvers.step_control`'s.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from .._utils import append_dims, check_choice, check_int, check_positive
-from ..grids import _times_for_levels
-from ..sde import LinearSDE, ScoreFn
+from ..sde import LinearSDE, ScoreFn, data_prediction
+from .dpm_solver import PREDICTIONS, first_order, frame, second_order, third_order, third_stage
 from .fused import time_dtype
+from .programs import Point
+from .step_control import StepController, mixed_error
 
 __all__ = ["ORDERS", "PREDICTIONS", "DPM_ADAPTIVE", "dpm_adaptive_solve"]
 
 ORDERS = (2, 3)
 """The higher orders $k$: DPM-Solver-12 ($k = 2$) and DPM-Solver-23 ($k = 3$)."""
-PREDICTIONS = ("noise", "data")
-"""The model the steps extrapolate: $\\epsilon$ (DPM-Solver) or $D$ (DPM-Solver++)."""
 
 DPM_ADAPTIVE = {"dpm_solver_adaptive": (3, "noise"), "dpm_solver_pp_adaptive": (3, "data")}
 """``ode_sample`` methods: DPM-Solver-23 in noise prediction (the paper's) and in data prediction (DPM-Solver++),
@@ -60,94 +59,39 @@ as ``(order, prediction)``; DPM-Solver-12 is `dpm_adaptive_solve` with ``order=2
 _FRACTIONS = {2: (0.5,), 3: (1 / 3, 2 / 3)}
 
 
-@dataclass(frozen=True)
-class _Points:
-    r"""Per-sample times and coefficients (float64 ``[B]``) in the shared form: ``a``, ``b``, ``u`` are
-    $(\alpha, \sigma, \lambda)$ for noise prediction and $(\sigma, \alpha, -\lambda)$ for data prediction."""
-
-    t: Tensor
-    alpha: Tensor
-    sigma: Tensor
-    a: Tensor
-    b: Tensor
-    u: Tensor
-
-
 class _Stepper:
-    """The SDE's coefficients at per-sample times, the model ($\\epsilon$ or $D$) from the score, and the updates."""
+    r"""The SDE's coefficients at per-sample times, the model ($\epsilon$ or $D$) from the score, and one step's pair."""
 
     def __init__(self, sde: LinearSDE, score_fn: ScoreFn, prediction: str, t_end: float, like: Tensor) -> None:
-        self.sde, self.score_fn, self.data = sde, score_fn, prediction == "data"
-        self.t_end, self.like, self.tdt = t_end, like, time_dtype(like.dtype)
+        self.sde, self.score_fn, self.prediction = sde, score_fn, prediction
+        self.t_end, self.ndim, self.tdt = t_end, like.ndim, time_dtype(like.dtype)
 
-    def points(self, t: Tensor) -> _Points:
-        """Coefficients at the float64 times ``t``."""
-        alpha, sigma = self.sde.mean_coeff(t), self.sde.std(t)
-        lam = self.sde.log_mean_coeff(t) - sigma.log()
-        if self.data:
-            return _Points(t, alpha, sigma, sigma, alpha, -lam)
-        return _Points(t, alpha, sigma, alpha, sigma, lam)
-
-    def lam(self, t: Tensor) -> Tensor:
-        r"""$\lambda(t) = \log\alpha - \log\sigma$ (float64)."""
-        return self.sde.log_mean_coeff(t) - self.sde.std(t).log()
+    def point(self, t: Tensor) -> Point:
+        """The float64 coefficients at the times ``t`` ``[B]``, shaped to broadcast against the state (``t`` kept ``[B]``)."""
+        sde, n = self.sde, self.ndim
+        columns = (sde.mean_coeff(t), sde.std(t), sde.marginal_lambda(t), sde.noise_level(t))
+        return Point(t, *(append_dims(c, n) for c in columns))
 
     def times(self, lams: Tensor) -> Tensor:
-        r"""The times of the half log-SNRs ``lams`` (bisection in $\tilde\sigma = e^{-\lambda}$, float64)."""
-        return _times_for_levels(self.sde, torch.exp(-lams), self.t_end)
+        r"""The times of the half log-SNRs ``lams`` (`LinearSDE.inverse_lambda`, not before ``t_end``; float64)."""
+        return self.sde.inverse_lambda(lams).clamp(min=self.t_end)
 
-    def model(self, y: Tensor, p: _Points) -> Tensor:
-        r"""$\epsilon = -\sigma s(y, t)$ or $D = (y + \sigma^2 s)/\alpha$ (Tweedie), from one score call."""
+    def model(self, y: Tensor, p: Point) -> Tensor:
+        r"""$\epsilon = -\sigma s(y, t)$ or $D$ (`data_prediction`), from one score call."""
         s = self.score_fn(y, p.t.to(self.tdt))
-        if self.data:
-            return (y + self._c(p.sigma**2) * s) * self._c(1 / p.alpha)
-        return s * self._c(-p.sigma)
+        if self.prediction == "data":
+            return data_prediction(y, s, p.alpha.to(y.dtype), p.sigma.to(y.dtype))
+        return s * (-p.sigma).to(y.dtype)
 
-    def _c(self, v: Tensor) -> Tensor:
-        return append_dims(v.to(self.like.dtype), self.like.ndim)
-
-    def first(self, x: Tensor, m0: Tensor, p: _Points, q: _Points) -> Tensor:
-        r"""DPM-Solver-1 (DDIM): $x' = \tfrac{a'}{a}x - b'\,\mathrm{expm1}(u' - u)\,m_0$ (Lu et al. 2022, eq. 3.7)."""
-        return x * self._c(q.a / p.a) - m0 * self._c(q.b * torch.expm1(q.u - p.u))
-
-    def second(self, x: Tensor, m0: Tensor, m1: Tensor, p: _Points, s1: _Points, q: _Points) -> Tensor:
-        r"""DPM-Solver-2 (Alg. 1): $x' = \text{first} - \tfrac{1}{2r_1}b'\,\mathrm{expm1}(h)\,(m_1 - m_0)$,
-        $h = u' - u$, $r_1 = (u_{s_1} - u)/h$."""
-        h = q.u - p.u
-        r1 = (s1.u - p.u) / h
-        return self.first(x, m0, p, q) - (m1 - m0) * self._c(0.5 / r1 * q.b * torch.expm1(h))
-
-    def third_stage(self, x: Tensor, m0: Tensor, m1: Tensor, p: _Points, s1: _Points, s2: _Points) -> Tensor:
-        r"""DPM-Solver-3's second stage (Alg. 2): $u_2 = \text{first}(s_2) - \tfrac{r_2}{r_1}b_{s_2}
-        (\tfrac{\mathrm{expm1}(h_2)}{h_2} - 1)(m_1 - m_0)$, $h_k = u_{s_k} - u$, $r_2/r_1 = h_2/h_1$."""
-        h1, h2 = s1.u - p.u, s2.u - p.u
-        return self.first(x, m0, p, s2) - (m1 - m0) * self._c(h2 / h1 * s2.b * (torch.expm1(h2) / h2 - 1))
-
-    def third(self, x: Tensor, m0: Tensor, m2: Tensor, p: _Points, s2: _Points, q: _Points) -> Tensor:
-        r"""DPM-Solver-3 (Alg. 2): $x' = \text{first} - \tfrac{1}{r_2}b'(\tfrac{\mathrm{expm1}(h)}{h} - 1)(m_2 - m_0)$."""
-        h = q.u - p.u
-        r2 = (s2.u - p.u) / h
-        return self.first(x, m0, p, q) - (m2 - m0) * self._c(q.b / r2 * (torch.expm1(h) / h - 1))
-
-    def pair(self, x: Tensor, p: _Points, stages: list[_Points], q: _Points) -> tuple[Tensor, Tensor]:
+    def pair(self, x: Tensor, p: Point, stages: list[Point], q: Point) -> tuple[Tensor, Tensor]:
         """``(x_low, x_high)`` of one step from ``p`` to ``q`` with the intermediate ``stages``."""
+        fp, fq, *fs = (frame(v, self.prediction) for v in (p, q, *stages))
         m0 = self.model(x, p)
-        m1 = self.model(self.first(x, m0, p, stages[0]), stages[0])
+        m1 = self.model(first_order(x, m0, fp, fs[0]), stages[0])
         if len(stages) == 1:  # DPM-Solver-12
-            return self.first(x, m0, p, q), self.second(x, m0, m1, p, stages[0], q)
-        s1, s2 = stages
-        m2 = self.model(self.third_stage(x, m0, m1, p, s1, s2), s2)
-        return self.second(x, m0, m1, p, s1, q), self.third(x, m0, m2, p, s2, q)
-
-
-def _error_norm(high: Tensor, low: Tensor, prev: Tensor, rtol: float, atol: float) -> Tensor:
-    r"""$E$ per sample (float64 ``[B]``): RMS over coordinates of $(x_{\rm high} - x_{\rm low})/\delta$,
-    accumulated in at least float32."""
-    work = time_dtype(high.dtype)
-    low_abs = low.to(work).abs()
-    delta = torch.maximum(low_abs, prev.to(work)).mul_(rtol).clamp_min_(atol)
-    ratio = (high.to(work) - low.to(work)).div_(delta)
-    return ratio.reshape(len(ratio), -1).pow(2).mean(1).sqrt().to(torch.float64)
+            return first_order(x, m0, fp, fq), second_order(x, m0, m1, fp, fs[0], fq)
+        m2 = self.model(third_stage(x, m0, m1, fp, fs[0], fs[1]), stages[1])
+        return second_order(x, m0, m1, fp, fs[0], fq), third_order(x, m0, m2, fp, fs[1], fq)
 
 
 def dpm_adaptive_solve(
@@ -205,10 +149,11 @@ def dpm_adaptive_solve(
     if not t1 < t0:
         raise ValueError(f"t1 must be < t0, got t0={t0!r}, t1={t1!r}")
     stepper = _Stepper(sde, score_fn, prediction, t1, x)
+    controller = StepController(safety=theta, exponent=1.0 / order, max_factor=float(max_growth))
     n, dev = len(x), x.device
     x = x.clone()
     t = torch.full((n,), float(t0), dtype=torch.float64, device=dev)
-    lam, lam_end = stepper.lam(t), float(stepper.lam(torch.tensor(float(t1), dtype=torch.float64)))
+    lam, lam_end = sde.marginal_lambda(t), float(sde.marginal_lambda(torch.tensor(float(t1), dtype=torch.float64)))
     h = torch.minimum(torch.full_like(t, h_init), lam_end - lam)
     prev = x.abs()  # |x_low| of the previous accepted step (the start state before the first)
     running = torch.ones(n, dtype=torch.bool, device=dev)
@@ -231,18 +176,18 @@ def dpm_adaptive_solve(
             stage_lams = torch.cat([la + r * step for r in fractions] + [target])
             found = stepper.times(stage_lams).reshape(len(fractions) + 1, -1)
             t_next = torch.where(landing, torch.full_like(la, t1), found[-1])
-            p, q = stepper.points(t[idx]), stepper.points(t_next)
-            low, high = stepper.pair(xa, p, [stepper.points(s) for s in found[:-1]], q)
-            err = _error_norm(high, low, prev[idx], rtol, atol)
+            p, q = stepper.point(t[idx]), stepper.point(t_next)
+            low, high = stepper.pair(xa, p, [stepper.point(s) for s in found[:-1]], q)
+            err = mixed_error(high, low, prev[idx], rtol, atol)
             bad = ~torch.isfinite(err)
             ok = (err <= 1) & ~bad
             keep = append_dims(ok | bad, x.ndim)  # a non-finite step is written so the output shows it
             x[idx] = torch.where(keep, high, xa)
             prev[idx] = torch.where(append_dims(ok, x.ndim), low.abs(), prev[idx])
             t[idx] = torch.where(ok, t_next, t[idx])
-            lam_new = torch.where(landing, torch.full_like(la, lam_end), stepper.lam(t_next))
+            lam_new = torch.where(landing, torch.full_like(la, lam_end), sde.marginal_lambda(t_next))
             lam[idx] = torch.where(ok, lam_new, la)
-            h_new = torch.minimum(ha * (theta * err.pow(-1.0 / order)).clamp_max(max_growth), lam_end - lam[idx])
+            h_new = torch.minimum(ha * controller.factor(err), lam_end - lam[idx])
             h[idx] = torch.where(bad, ha, h_new)  # a failed sample keeps the step it failed on (for the message)
             running[idx] = ~((ok & landing) | bad)
             failed[idx] = bad

@@ -1,10 +1,11 @@
-r"""Adaptive reverse-SDE solver (Jolicoeur-Martineau et al. 2021, "Gotta go fast", Alg. 1).
+r"""Adaptive reverse-SDE solver (Jolicoeur-Martineau et al. 2021, "Gotta Go Fast", Alg. 1).
 
 In reverse time with step $h > 0$, $F(x, t) = f(t)\,x - g(t)^2\nabla\log p_t(x)$ and one draw $z$ shared by both:
 Euler–Maruyama $x_1 = x - hF(x, t) + \sqrt h\,g(t)\,z$ and improved Euler
-$x_2 = \tfrac12\big(x_1 + x - hF(x_1, t - h) + \sqrt h\,g(t - h)\,z\big)$. The error $E = \lVert (x_1 - x_2)/\delta
-\rVert_2/\sqrt d$ per sample uses the mixed tolerance $\delta = \max(\varepsilon_{\rm abs}, \varepsilon_{\rm rel}
-\max(|x_1|, |x_1^{\rm prev}|))$; a sample accepts $x_2$ where $E \le 1$, and every sample's next step is
+$x_2 = \tfrac12\big(x_1 + x - hF(x_1, t - h) + \sqrt h\,g(t - h)\,z\big)$. The error
+$E = \lVert (x_1 - x_2)/\delta\rVert_2/\sqrt d$ per sample uses the mixed tolerance
+$\delta = \max(\varepsilon_{\rm abs}, \varepsilon_{\rm rel}\max(|x_1|, |x_1^{\rm prev}|))$ (`sdesolve.solvers.step_control`,
+shared with DPM-Solver-12/23); a sample accepts $x_2$ where $E \le 1$, and every sample's next step is
 $h \leftarrow \min(t - t_{\rm end}, \theta h E^{-r})$ (growth at most 10×, the usual step-control guard). Steps are
 per sample; the loop syncs one flag per iteration (whether any sample is still running), as ``dopri5`` does.
 
@@ -33,6 +34,7 @@ from .._utils import append_dims
 from ..sde import LinearSDE, ScoreFn
 from .fused import time_dtype
 from .noise import NoiseSource
+from .step_control import StepController, mixed_error
 
 __all__ = ["adaptive_sde_solve", "improved_euler_pair"]
 
@@ -62,6 +64,7 @@ def adaptive_sde_solve(
     Returns:
         The state at ``t1`` and ``{"nfe", "iterations", "rejected"}`` (NFE: batched score calls, 2 per iteration).
     """
+    controller = StepController(safety=safety, exponent=exponent, max_factor=_MAX_GROWTH)
     x = x.clone()
     t = torch.full((len(x),), t0, dtype=torch.float64, device=x.device)
     h = torch.full_like(t, min(h_init, t0 - t1))
@@ -73,16 +76,14 @@ def adaptive_sde_solve(
             z = noise.predictor(zbuf, iterations, t0, t1)
             t_next = t - h
             x1, x2 = improved_euler_pair(sde, score_fn, x, t, h, z)
-            delta = torch.maximum(torch.full_like(x1, atol), rtol * torch.maximum(x1.abs(), prev))
-            err = ((x1 - x2) / delta).reshape(len(x), -1).pow(2).mean(1).sqrt().to(torch.float64)
+            err = mixed_error(x2, x1, prev, rtol, atol)
             accept = (err <= 1) & active
             landing = accept & (h >= t - t1)
             mask = append_dims(accept, x.ndim)
             x = torch.where(mask, x2, x)
             prev = torch.where(mask, x1.abs(), prev)
             t = torch.where(landing, torch.full_like(t, t1), torch.where(accept, t_next, t))
-            growth = (safety * err.clamp_min(1e-300) ** -exponent).clamp_max(_MAX_GROWTH)
-            h = torch.minimum(h * growth, t - t1)
+            h = torch.minimum(h * controller.factor(err), t - t1)
             nfe, iterations = nfe + 2, iterations + 1
             rejected += (active & ~accept).sum()
     return x, {"nfe": nfe, "iterations": iterations, "rejected": int(rejected)}
