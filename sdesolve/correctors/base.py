@@ -13,15 +13,15 @@ import abc
 from torch import Tensor
 
 from .._utils import TimeLike
-from ..sde import SDE, ScoreFn
+from ..sde import ScoreFn
 from ..solvers.fused import Kernel, RunSpec, TimeTable
 from ..solvers.noise import CORRECTOR, StepNoise
-from ..solvers.protocol import step_protocol
+from ..solvers.protocol import Step
 
 __all__ = ["Corrector", "StepKernel", "NoCorrector"]
 
 
-class Corrector(abc.ABC):
+class Corrector(Step):
     """Base corrector, built with the forward SDE; ``nfe`` score evaluations per call.
 
     Subclasses give `step`; the sampling loop runs `kernel`, by default one `step` call per interval, drawing from
@@ -29,16 +29,7 @@ class Corrector(abc.ABC):
     """
 
     nfe: int = 1
-
-    def __init_subclass__(cls, **kwargs) -> None:
-        super().__init_subclass__(**kwargs)
-        if "step" in cls.__dict__:
-            cls.step = step_protocol(cls.__dict__["step"], CORRECTOR, cls.__name__)
-
-    def __init__(self, sde: SDE) -> None:
-        if not isinstance(sde, SDE):
-            raise TypeError(f"sde must be an sdesolve SDE, got {sde!r}")
-        self.sde = sde
+    stream = CORRECTOR
 
     @abc.abstractmethod
     def step(
@@ -55,9 +46,6 @@ class Corrector(abc.ABC):
         """This corrector bound to a grid for the sampling loop (default: one `step` call at each grid time;
         None: nothing to do)."""
         return StepKernel(self, score_fn, times, run)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.sde!r})"
 
 
 class StepKernel(Kernel):

@@ -13,15 +13,15 @@ import abc
 from torch import Tensor
 
 from .._utils import TimeLike
-from ..sde import SDE, ScoreFn
+from ..sde import ScoreFn
 from ..solvers.fused import Kernel, RunSpec, TimeTable
 from ..solvers.noise import PREDICTOR, StepNoise
-from ..solvers.protocol import step_protocol
+from ..solvers.protocol import Step
 
 __all__ = ["Predictor", "StepKernel"]
 
 
-class Predictor(abc.ABC):
+class Predictor(Step):
     """Base predictor, built with the forward SDE.
 
     Subclasses give `step` (the one step protocol, `sdesolve.solvers.protocol`); the sampling loop runs `kernel`,
@@ -39,17 +39,8 @@ class Predictor(abc.ABC):
     strong_order: float | None = None
     weak_order: float | None = None
     nfe: int = 1
+    stream = PREDICTOR
     stochastic: bool = True
-
-    def __init_subclass__(cls, **kwargs) -> None:
-        super().__init_subclass__(**kwargs)
-        if "step" in cls.__dict__:
-            cls.step = step_protocol(cls.__dict__["step"], PREDICTOR, cls.__name__)
-
-    def __init__(self, sde: SDE) -> None:
-        if not isinstance(sde, SDE):
-            raise TypeError(f"sde must be an sdesolve SDE, got {sde!r}")
-        self.sde = sde
 
     @abc.abstractmethod
     def step(
@@ -65,9 +56,6 @@ class Predictor(abc.ABC):
     def kernel(self, score_fn: ScoreFn, times: TimeTable, x: Tensor, run: RunSpec) -> Kernel:
         """This predictor bound to a grid for the sampling loop (default: one `step` call per interval)."""
         return StepKernel(self, score_fn, times, run)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.sde!r})"
 
 
 class StepKernel(Kernel):

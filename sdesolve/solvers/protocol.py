@@ -16,6 +16,7 @@ Code written before this protocol keeps working, with a ``DeprecationWarning``:
 
 from __future__ import annotations
 
+import abc
 import functools
 import inspect
 import warnings
@@ -23,9 +24,10 @@ from collections.abc import Callable
 
 from torch import Tensor
 
+from ..sde import SDE
 from .noise import CORRECTOR, PREDICTOR, BrownianNoise, GeneratorNoise, StepNoise, as_step_noise
 
-__all__ = ["step_protocol"]
+__all__ = ["Step", "step_protocol"]
 
 _OLD_PREDICTOR = ("t_next", "score_fn", "generator", "noise")
 
@@ -115,3 +117,24 @@ def step_protocol(step: Callable, stream: int, cls: str = "step") -> Callable:
 
     wrapped.__step_protocol__ = True
     return wrapped
+
+
+class Step(abc.ABC):
+    """The common base of `Predictor` and `Corrector`: built with the forward SDE; each subclass's ``step`` is wrapped
+    by `step_protocol` for the family's noise ``stream`` when the class is created."""
+
+    stream: int
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        step = cls.__dict__.get("step")
+        if step is not None and not getattr(step, "__isabstractmethod__", False):
+            cls.step = step_protocol(step, cls.stream, cls.__name__)
+
+    def __init__(self, sde: SDE) -> None:
+        if not isinstance(sde, SDE):
+            raise TypeError(f"sde must be an sdesolve SDE, got {sde!r}")
+        self.sde = sde
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.sde!r})"
