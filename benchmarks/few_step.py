@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from sdesolve import VESDE, VPSDE, ode_sample
+from sdesolve import VPSDE, get_sde, ode_sample
 from sdesolve.grids import make_grid
 from sdesolve.metrics import energy_distance
 from sdesolve.problems import gaussian_data, ring_mixture
@@ -49,29 +49,33 @@ def samplers(grids: tuple[str, ...] = GRIDS) -> list[tuple[str, str, str]]:
     return rows
 
 
-def _solve(sde, score, method: str, grid: str, steps: int, x_t: torch.Tensor) -> tuple[torch.Tensor, int]:
+def _solve(
+    sde, score, method: str, grid: str, steps: int, x_t: torch.Tensor, eps: float = EPS
+) -> tuple[torch.Tensor, int]:
     """``method`` may end in `LOF` (with ``lower_order_final``) or start with ``"kd:"`` (k-diffusion's sampler)."""
     if method.startswith("kd:"):
-        t_grid = make_grid(grid, sde, steps, EPS, dtype=torch.float64)
+        t_grid = make_grid(grid, sde, steps, eps, dtype=torch.float64)
         sampler = getattr(load_sampling(), method[3:])
         return run_on_flow(sampler, sde, score, t_grid, x_t, eta=0.0, noise_sampler=lambda a, b: None), steps
     lof = method.endswith(LOF)
     y, info = ode_sample(
-        sde, score, x_t.shape, method=method.removesuffix(LOF), steps=steps, grid=grid, eps=EPS, x_init=x_t,
+        sde, score, x_t.shape, method=method.removesuffix(LOF), steps=steps, grid=grid, eps=eps, x_init=x_t,
         lower_order_final=lof, return_info=True,
     )  # fmt: skip
     return y, info["nfe"]
 
 
-def gaussian_errors(label: str, method: str, grid: str) -> list[dict]:
-    """Exact mean/variance error of the VP Gaussian at each step count of `STEPS`."""
-    sde, data = VPSDE(), gaussian_data(2, dtype=torch.float64)
+def gaussian_errors(
+    label: str, method: str, grid: str, sde=None, eps: float = EPS, steps: tuple[int, ...] = STEPS
+) -> list[dict]:
+    """Exact mean/variance error of the Gaussian N(0.3, 0.5²) at each step count of ``steps`` (default: VP)."""
+    sde, data = sde or VPSDE(), gaussian_data(2, dtype=torch.float64)
     score = data.score_fn(sde)
-    p_t, p_eps = data.marginal(sde, sde.T), data.marginal(sde, EPS)
+    p_t, p_eps = data.marginal(sde, sde.T), data.marginal(sde, eps)
     probes = torch.stack([torch.zeros(2), torch.ones(2)]).to(torch.float64)
     rows = []
-    for n in STEPS:
-        y, nfe = _solve(sde, score, method, grid, n, probes)
+    for n in steps:
+        y, nfe = _solve(sde, score, method, grid, n, probes, eps)
         a, b = y[1] - y[0], y[0]
         m, v = a * p_t.mean + b, a**2 * p_t.std**2
         var_err = float((v / p_eps.std**2 - 1).abs().max())
@@ -90,9 +94,11 @@ def nfe_to(rows: list[dict], level: float) -> int | None:
     return best
 
 
-def mixture_errors(sde_name: str, label: str, method: str, grid: str, n: int = 2000) -> list[dict]:
-    """RMS distance to the reference flow and energy distance to an exact sample, at `NFE_TARGETS`."""
-    sde = VPSDE() if sde_name == "vp" else VESDE()
+def mixture_errors(
+    sde_name: str, label: str, method: str, grid: str, n: int = 2000, targets: tuple[int, ...] = NFE_TARGETS
+) -> list[dict]:
+    """RMS distance to the reference flow and energy distance to an exact sample, at ``targets`` NFE."""
+    sde = get_sde(sde_name)
     data = ring_mixture(dtype=torch.float64)
     score = data.score_fn(sde)
     x_t = sde.prior_sampling((n, 2), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
@@ -100,7 +106,7 @@ def mixture_errors(sde_name: str, label: str, method: str, grid: str, n: int = 2
     exact = data.marginal(sde, EPS).sample(n, generator=torch.Generator().manual_seed(1))
     per_step = 1 if method.startswith("kd:") else PER_STEP.get(method, 1)
     rows = []
-    for target in NFE_TARGETS:
+    for target in targets:
         steps = max(1, round(target / per_step))
         y, nfe = _solve(sde, score, method, grid, steps, x_t)
         rms = float((y - ref).pow(2).sum(1).mean().sqrt())
@@ -121,7 +127,7 @@ def energy_floor(sde_name: str, n: int = 2000, repeats: int = 20) -> dict:
     """The Monte Carlo floor of the energy distance to the exact sample of `mixture_errors` (seed 1): the exact flow
     map of the same prior samples (what a perfect solver scores), and the mean and standard deviation over
     ``repeats`` independent exact samples of p_eps."""
-    sde = VPSDE() if sde_name == "vp" else VESDE()
+    sde = get_sde(sde_name)
     data = ring_mixture(dtype=torch.float64)
     law = data.marginal(sde, EPS)
     exact = law.sample(n, generator=torch.Generator().manual_seed(1))

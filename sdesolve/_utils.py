@@ -163,16 +163,23 @@ def check_all_finite(name: str, x: Tensor) -> Tensor:
     return x
 
 
-def check_time_grid(name: str, grid: Tensor, eps: float, T: float) -> Tensor:
-    """Validate a sampling grid: 1-d floating, >= 2 points, strictly decreasing, within ``[eps, T]`` (one sync)."""
+def check_time_grid(name: str, grid: Tensor, eps: float, T: float, *, to_data: bool = False) -> Tensor:
+    """Validate a sampling grid: 1-d floating, >= 2 points, strictly decreasing, within ``[eps, T]`` (one sync).
+
+    With ``to_data`` the last time may also be exactly 0, where σ(0) = 0 and the step returns the data prediction
+    (flow models' grids end there); every other time stays within ``[eps, T]``.
+    """
     if not isinstance(grid, Tensor) or grid.ndim != 1 or grid.shape[0] < 2 or not grid.is_floating_point():
         raise ValueError(f"{name} must be a 1-d floating tensor of >= 2 times, got {grid!r}")
-    lo, hi = float(grid.min()), float(grid.max())
+    lo, hi, last = (float(v) for v in torch.stack([grid.min(), grid.max(), grid[-1]]).tolist())
+    if to_data and last == 0.0:
+        lo = float(grid[:-1].min())
     slack = torch.finfo(grid.dtype).eps * T  # a grid rounded to its dtype may sit an ulp outside [eps, T]
     if not bool((grid[1:] < grid[:-1]).all()):
         raise ValueError(f"{name} must be strictly decreasing (T down to eps), got {grid.tolist()!r}")
     if lo < eps - slack or hi > T + slack:
-        raise ValueError(f"{name} must lie in [eps, T]=[{eps}, {T}], got times in [{lo}, {hi}]")
+        end = " (or end at exactly 0, the data)" if to_data else ""
+        raise ValueError(f"{name} must lie in [eps, T]=[{eps}, {T}]{end}, got times in [{lo}, {hi}]")
     return grid
 
 

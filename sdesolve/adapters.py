@@ -12,6 +12,7 @@ adapters, two conventions of the ecosystem are covered without importing either 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -23,6 +24,9 @@ from .sde import LinearSDE, ScoreFn, require_linear
 __all__ = [
     "score_from_eps",
     "score_from_x0",
+    "score_from_velocity",
+    "velocity_from_score",
+    "TIME_CONVENTIONS",
     "score_from_sigma_model",
     "as_tensor_output",
     "PREDICTION_TYPES",
@@ -54,15 +58,85 @@ def score_from_eps(model: Callable[[Tensor, Tensor], Tensor], sde: LinearSDE) ->
 
 
 def score_from_x0(model: Callable[[Tensor, Tensor], Tensor], sde: LinearSDE) -> ScoreFn:
-    r"""Data-prediction network $\hat x_0(x, t)$: $\nabla\log p_t = -(x - \alpha_t\hat x_0)/\sigma_t^2$ (Tweedie)."""
+    r"""Data-prediction network $\hat x_0(x, t)$: $\nabla\log p_t = (\alpha_t\hat x_0 - x)/\sigma_t^2$ (Tweedie,
+    `LinearSDE.score_from_data`); ``score_fn.data_prediction`` is $\hat x_0$ itself (finite where $\alpha = 0$)."""
     sde = require_linear(sde, "adapter")
 
-    def score_fn(x: Tensor, t: TimeLike) -> Tensor:
-        t = batch_time(t, x)
-        alpha, std = append_dims(sde.mean_coeff(t), x.ndim), append_dims(sde.std(t), x.ndim)
-        return -(x - alpha * as_tensor_output(model(x, t))) / std**2
+    def data_prediction(x: Tensor, t: TimeLike) -> Tensor:
+        return as_tensor_output(model(x, batch_time(t, x)))
 
+    def score_fn(x: Tensor, t: TimeLike) -> Tensor:
+        return sde.score_from_data(x, data_prediction(x, t), t)
+
+    score_fn.data_prediction = data_prediction
     return score_fn
+
+
+TIME_CONVENTIONS = ("data_at_0", "data_at_T")
+r"""Where a model's data end lies: ``"data_at_0"`` (score SDEs, diffusers' flow models, SD3/Flux: noise at $t = T$)
+or ``"data_at_T"`` (Liu et al. 2023's rectified flow, $x_t = t x_1 + (1 - t)x_0$ with data $x_1$: time and velocity
+reversed)."""
+
+
+def score_from_velocity(
+    model: Callable[[Tensor, Tensor], Tensor],
+    sde: LinearSDE,
+    *,
+    time_scale: float = 1.0,
+    convention: str = "data_at_0",
+) -> ScoreFn:
+    r"""A velocity (flow-matching) network $\hat v(x, \tau) \approx \mathbb E[\alpha'x_0 + \sigma'\varepsilon \mid x_t]$ as a score
+    (Lipman et al. 2023; Liu et al. 2023): the flow's velocity is $v = Px + QD$ (`LinearSDE.velocity_coefficients`),
+    so $D = (v - Px)/Q$ and $\nabla\log p_t = (\alpha D - x)/\sigma^2$; for rectified flow $\nabla\log p_t =
+    -(x + (1 - t)v)/t$. ``score_fn.data_prediction`` is $D$ (finite where $\alpha = 0$: samplers start at $T$ with it).
+
+    Args:
+        model: called as ``model(x, tau)`` with ``tau`` ``[B]``; a diffusers output's ``.sample`` is unwrapped.
+        sde: the schedule the model was trained on (e.g. `RectifiedFlowSDE`).
+        time_scale: $\tau = $ ``time_scale`` $\cdot\,t$ (1: t in [0, 1]; 1000: diffusers' flow models and SD3's
+            timesteps).
+        convention: ``"data_at_0"`` or ``"data_at_T"`` (`TIME_CONVENTIONS`): with the latter the model is called at
+            $\tau = $ ``time_scale`` $\cdot(T - t)$ and its velocity is $-\hat v$.
+    """
+    sde = require_linear(sde, "score_from_velocity")
+    check_choice("convention", convention, TIME_CONVENTIONS)
+    scale = float(time_scale)
+    if not (scale > 0 and math.isfinite(scale)):
+        raise ValueError(f"time_scale must be finite and > 0, got {time_scale!r}")
+    sign, reverse = (1.0, False) if convention == "data_at_0" else (-1.0, True)
+
+    def data_prediction(x: Tensor, t: TimeLike) -> Tensor:
+        t = batch_time(t, x)
+        tau = (sde.T - t if reverse else t) * scale
+        v = sign * as_tensor_output(model(x, tau))
+        if v.shape != x.shape:
+            raise ValueError(
+                f"velocity model output must have the sample's shape {tuple(x.shape)}, got {tuple(v.shape)}"
+            )
+        p, q = (append_dims(c.to(x.dtype), x.ndim) for c in sde.velocity_coefficients(t))
+        return (v - p * x) / q
+
+    def score_fn(x: Tensor, t: TimeLike) -> Tensor:
+        return sde.score_from_data(x, data_prediction(x, t), t)
+
+    score_fn.data_prediction = data_prediction
+    return score_fn
+
+
+def velocity_from_score(score_fn: ScoreFn, sde: LinearSDE) -> Callable[[Tensor, Tensor], Tensor]:
+    r"""Any score as the flow velocity $v(x, t) = Px + QD = \alpha'D + \sigma'(x - \alpha D)/\sigma$ (the probability flow
+    $f x - \tfrac12 g^2\nabla\log p_t$; a flow-matching model's target), with $D$ from ``score_fn.data_prediction`` where
+    the score carries it, else Tweedie's $D = (x + \sigma^2 s)/\alpha$."""
+    sde = require_linear(sde, "velocity_from_score")
+    model = getattr(score_fn, "data_prediction", None)
+
+    def velocity(x: Tensor, t: TimeLike) -> Tensor:
+        t = batch_time(t, x)
+        d = model(x, t) if model is not None else sde.data_prediction(x, score_fn(x, t), t)
+        p, q = (append_dims(c.to(x.dtype), x.ndim) for c in sde.velocity_coefficients(t))
+        return p * x + q * d
+
+    return velocity
 
 
 def score_from_sigma_model(model: Callable[[Tensor, Tensor], Tensor], sde: LinearSDE) -> ScoreFn:
@@ -207,8 +281,8 @@ def score_from_denoiser(denoiser: Callable[[Tensor, Tensor], Tensor], sde: Linea
 
     def score_fn(x: Tensor, t: TimeLike) -> Tensor:
         t = batch_time(t, x)
-        alpha, std = append_dims(sde.mean_coeff(t), x.ndim), append_dims(sde.std(t), x.ndim)
-        return (alpha * as_tensor_output(denoiser(x / alpha, sde.noise_level(t))) - x) / std**2
+        alpha = append_dims(sde.mean_coeff(t), x.ndim)
+        return sde.score_from_data(x, as_tensor_output(denoiser(x / alpha, sde.noise_level(t))), t)
 
     return score_fn
 

@@ -47,7 +47,7 @@ def _check_std(name: str, std: Tensor) -> None:
 
 def _check_linear(sde: object) -> LinearSDE:
     if not isinstance(sde, LinearSDE):
-        raise TypeError(f"exact marginals need a LinearSDE (VESDE, VPSDE, SubVPSDE), got {sde!r}")
+        raise TypeError(f"exact marginals need a LinearSDE (e.g. VPSDE, RectifiedFlowSDE), got {sde!r}")
     return sde
 
 
@@ -141,12 +141,20 @@ class Gaussian:
         return alpha * self.mean, alpha**2 * self.var + sigma2
 
     def score_fn(self, sde: LinearSDE) -> Callable[[Tensor, Tensor], Tensor]:
-        r"""Exact score $\nabla\log p_t(x)$ for a batch of times ``t`` (``[B]`` or scalar)."""
+        r"""Exact score $\nabla\log p_t(x)$ for a batch of times ``t`` (``[B]`` or scalar), carrying the exact data
+        prediction ``score.data_prediction(x, t)`` = $\mathbb E[x_0 \mid x_t] = \mu + \alpha s^2(x - \alpha\mu)/(\alpha^2s^2 +
+        \sigma^2)$ (regular where $\alpha = 0$, where the score does not determine it)."""
 
         def score(x: Tensor, t: TimeLike) -> Tensor:
             mean, var = self._batched(sde, x, t)
             return -(x - mean) / var
 
+        def data_prediction(x: Tensor, t: TimeLike) -> Tensor:
+            mean, var = self._batched(sde, x, t)
+            alpha = append_dims(sde.mean_coeff(batch_time(t, x)), x.ndim)
+            return self.mean + alpha * self.var * (x - mean) / var
+
+        score.data_prediction = data_prediction
         return score
 
     def log_prob_fn(self, sde: LinearSDE) -> Callable[[Tensor, Tensor], Tensor]:
@@ -271,9 +279,13 @@ class GaussianMixture(_Mixture):
         lp = lp.expand(diff.shape).reshape(diff.shape[0], diff.shape[1], -1).sum(dim=2)
         return lp + torch.log(self.weights)
 
-    def _mixture_score(self, x: Tensor, means: Tensor, var: Tensor) -> Tensor:
+    def _mixture_score(self, x: Tensor, means: Tensor, var: Tensor, alpha: Tensor | None = None) -> Tensor:
+        """The score, or with ``alpha`` (``[B, 1, ...]``) the data prediction $\\sum_k\\gamma_k(\\mu_k - \alpha s_k^2 s_k)$
+        ($s_k$ component k's score: $\\mathbb E[x_0 \\mid x_t, k] = \\mu_k + \alpha s_k^2(x - \alpha\\mu_k)/(\alpha^2s_k^2 + \\sigma^2)$)."""
         gamma = torch.softmax(self.component_log_probs(x, means, var), dim=1)  # [B, K] responsibilities
         comp = -(x.unsqueeze(1) - means) / var
+        if alpha is not None:
+            comp = self.means.unsqueeze(0) - alpha * self._var.unsqueeze(0) * comp
         return (append_dims(gamma, comp.ndim) * comp).sum(dim=1)
 
     def log_prob(self, x: Tensor) -> Tensor:
@@ -299,11 +311,17 @@ class GaussianMixture(_Mixture):
         return alpha * self.means.unsqueeze(0), alpha**2 * self._var.unsqueeze(0) + sigma2
 
     def score_fn(self, sde: LinearSDE) -> Callable[[Tensor, Tensor], Tensor]:
-        r"""Exact score of $p_t$ for a batch of times ``t``."""
+        r"""Exact score of $p_t$ for a batch of times ``t``, carrying the exact data prediction
+        ``score.data_prediction(x, t)`` = $\mathbb E[x_0 \mid x_t]$ (regular where $\alpha = 0$)."""
 
         def score(x: Tensor, t: TimeLike) -> Tensor:
             return self._mixture_score(x, *self._batched(sde, x, t))
 
+        def data_prediction(x: Tensor, t: TimeLike) -> Tensor:
+            alpha = append_dims(sde.mean_coeff(batch_time(t, x)), x.ndim + 1)
+            return self._mixture_score(x, *self._batched(sde, x, t), alpha=alpha)
+
+        score.data_prediction = data_prediction
         return score
 
     def log_prob_fn(self, sde: LinearSDE) -> Callable[[Tensor, Tensor], Tensor]:
@@ -363,20 +381,25 @@ def _eigh_psd(cov: Tensor, name: str) -> tuple[Tensor, Tensor]:
     return torch.where(lam.abs() <= tol, torch.zeros_like(lam), lam), U
 
 
-def _eig_terms(x: Tensor, means: Tensor, U: Tensor, lam: Tensor) -> tuple[Tensor, Tensor]:
+def _eig_terms(x: Tensor, means: Tensor, U: Tensor, lam: Tensor, data: Tensor | None = None) -> tuple[Tensor, Tensor]:
     r"""Per-component $\log\mathcal N(x; m_k, U_k\Lambda_kU_k^\top)$ ``[B, K]`` and scores ``[B, K, d]``.
 
     In the eigenbasis the coordinates are independent: with $c = U_k^\top(x - m_k)$,
     $\log\mathcal N = -\tfrac12\sum_i (c_i^2/\lambda_i + \log 2\pi\lambda_i)$ and the score is $-U_k(c/\lambda)$.
+    With ``data`` $= \alpha\Lambda^{(0)}_k$ (the data's eigenvalues times $\alpha$) the second output is instead the
+    component's data prediction offset $U_k(\alpha\Lambda^{(0)}c/\lambda) = \mathbb E[x_0 \mid x_t, k] - \mu_k$.
 
     Args:
         x: ``[B, d]``.
         means: ``[B or 1, K, d]``.
         U: ``[K, d, d]`` eigenvectors (columns).
         lam: ``[B or 1, K, d]`` eigenvalues, > 0.
+        data: ``[B or 1, K, d]`` or None.
     """
     c = torch.einsum("kde,bkd->bke", U, x.unsqueeze(1) - means)
     logp = -0.5 * (c**2 / lam + torch.log(lam) + _LOG_2PI).sum(-1)
+    if data is not None:
+        return logp, torch.einsum("kde,bke->bkd", U, data * c / lam)
     return logp, -torch.einsum("kde,bke->bkd", U, c / lam)
 
 
@@ -431,7 +454,8 @@ class _EigenOracle:
 
     _lam: Tensor
 
-    def _terms(self, x: Tensor, alpha: Tensor, sigma2: Tensor) -> tuple[Tensor, Tensor]:
+    def _terms(self, x: Tensor, alpha: Tensor, sigma2: Tensor, data: bool = False) -> tuple[Tensor, Tensor]:
+        """(log-density ``[B]``, score shaped like ``x``) at (α, σ²); with ``data`` the data prediction instead."""
         raise NotImplementedError
 
     def _at_data(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -451,11 +475,16 @@ class _EigenOracle:
         return self._at_data(x)[1]
 
     def score_fn(self, sde: LinearSDE) -> Callable[[Tensor, Tensor], Tensor]:
-        r"""Exact score of $p_t$ for a batch of times ``t``."""
+        r"""Exact score of $p_t$ for a batch of times ``t``, carrying the exact data prediction
+        ``score.data_prediction(x, t)`` = $\mathbb E[x_0 \mid x_t]$ (regular where $\alpha = 0$)."""
 
         def score(x: Tensor, t: TimeLike) -> Tensor:
             return self._terms(x, *_marginal_coeffs(sde, batch_time(t, x)))[1]
 
+        def data_prediction(x: Tensor, t: TimeLike) -> Tensor:
+            return self._terms(x, *_marginal_coeffs(sde, batch_time(t, x)), data=True)[1]
+
+        score.data_prediction = data_prediction
         return score
 
     def log_prob_fn(self, sde: LinearSDE) -> Callable[[Tensor, Tensor], Tensor]:
@@ -514,12 +543,14 @@ class MultivariateGaussian(_EigenOracle):
         z = torch.randn((n, self.mean.numel()), generator=generator, device=self.mean.device, dtype=self.mean.dtype)
         return self.mean + ((z * self._lam.sqrt()) @ self._U.T).reshape(n, *self.event_shape)
 
-    def _terms(self, x: Tensor, alpha: Tensor, sigma2: Tensor) -> tuple[Tensor, Tensor]:
-        """(log-density ``[B]``, score ``[B, *event]``) of N(αμ, α²Σ + σ²I) with α, σ² ``[B]`` or 0-d."""
+    def _terms(self, x: Tensor, alpha: Tensor, sigma2: Tensor, data: bool = False) -> tuple[Tensor, Tensor]:
+        """(log-density ``[B]``, score ``[B, *event]``) of N(αμ, α²Σ + σ²I) with α, σ² ``[B]`` or 0-d; with ``data``
+        the data prediction $\\mu + \alpha\\Sigma(\alpha^2\\Sigma + \\sigma^2I)^{-1}(x - \alpha\\mu)$ instead of the score."""
         xf = _flat_event(x, self.event_shape)
         alpha, sigma2 = alpha.reshape(-1, 1, 1), sigma2.reshape(-1, 1, 1)
-        logp, score = _eig_terms(xf, alpha * self.mean.reshape(1, 1, -1), self._U[None], alpha**2 * self._lam + sigma2)
-        return logp[:, 0], score[:, 0].reshape(x.shape)
+        lam_t, mean = alpha**2 * self._lam + sigma2, self.mean.reshape(1, 1, -1)
+        logp, out = _eig_terms(xf, alpha * mean, self._U[None], lam_t, alpha * self._lam if data else None)
+        return logp[:, 0], ((mean + out) if data else out)[:, 0].reshape(x.shape)
 
     def marginal(self, sde: LinearSDE, t: TimeLike) -> MultivariateGaussian:
         r"""Exact law of $x_t$: $\mathcal N(\alpha\mu, \alpha^2\Sigma + \sigma^2 I)$."""
@@ -613,15 +644,19 @@ class MultivariateGaussianMixture(_Mixture, _EigenOracle):
         x = torch.einsum("nde,ne->nd", self._U[k], z * self._lam[k].sqrt())
         return self.means[k] + x.reshape(n, *self.event_shape)
 
-    def _terms(self, x: Tensor, alpha: Tensor, sigma2: Tensor) -> tuple[Tensor, Tensor]:
-        """(log-density ``[B]``, score shaped like ``x``) of the mixture moved to (α, σ²), each ``[B]`` or 0-d."""
+    def _terms(self, x: Tensor, alpha: Tensor, sigma2: Tensor, data: bool = False) -> tuple[Tensor, Tensor]:
+        r"""(log-density ``[B]``, score shaped like ``x``) of the mixture moved to (α, σ²), each ``[B]`` or 0-d; with
+        ``data`` the data prediction $\sum_k\gamma_k\,\mathbb E[x_0 \mid x_t, k]$ instead of the score."""
         xf = _flat_event(x, self.event_shape)
         alpha, sigma2 = alpha.reshape(-1, 1, 1), sigma2.reshape(-1, 1, 1)
-        means = alpha * self.means.reshape(1, self.means.shape[0], -1)
-        logp, scores = _eig_terms(xf, means, self._U, alpha**2 * self._lam + sigma2)
+        mus = self.means.reshape(1, self.means.shape[0], -1)
+        logp, out = _eig_terms(
+            xf, alpha * mus, self._U, alpha**2 * self._lam + sigma2, alpha * self._lam if data else None
+        )
         logp = logp + torch.log(self.weights)
         gamma = torch.softmax(logp, dim=1)  # [B, K] responsibilities
-        return torch.logsumexp(logp, dim=1), torch.einsum("bk,bkd->bd", gamma, scores).reshape(x.shape)
+        out = mus + out if data else out
+        return torch.logsumexp(logp, dim=1), torch.einsum("bk,bkd->bd", gamma, out).reshape(x.shape)
 
     def marginal(self, sde: LinearSDE, t: TimeLike) -> MultivariateGaussianMixture:
         r"""Exact law of $x_t$: weights kept, $\mu_k \to \alpha\mu_k$, $\Sigma_k \to \alpha^2\Sigma_k + \sigma^2 I$."""

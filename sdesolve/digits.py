@@ -8,7 +8,9 @@ $k \in \{0..16\}$, uniformly dequantised and scaled to $[-1, 1]$: $x = 2(k + u)/
 Model: a DDPM-style ε-prediction ``UNet2DModel`` (`UNET_CONFIG`) on DDPM's linear schedule
 (`SCHEDULER_CONFIG`, i.e. the VP SDE $\beta \in [0.1, 20]$), trained by continuous-time denoising score matching
 (`sdesolve.losses`) with an EMA, its timestep input given by the noise-level match of
-`sdesolve.adapters.score_from_ddpm`, so diffusers' own schedulers drive the same network.
+`sdesolve.adapters.score_from_ddpm`, so diffusers' own schedulers drive the same network. Beside it, the same UNet
+trained by flow matching on rectified flow (`MODEL_SDES` ``"rectified_flow"``: velocity prediction, timesteps
+$1000\,t$ as diffusers' flow models, `sdesolve.adapters.score_from_velocity`), with the same budget.
 
 Features: a small MLP classifier (64→128→64→10, `DigitsClassifier`) trained once on the training split (with
 dequantisation noise) and shipped with the weights; its 64-d penultimate ReLU layer is the fixed feature space of
@@ -31,10 +33,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ._utils import check_int, check_positive
-from .losses import dsm_loss, ema
+from ._utils import check_choice, check_int, check_positive
+from .adapters import score_from_velocity
+from .losses import dsm_loss, ema, flow_matching_loss
 from .metrics import frechet_distance
-from .sde import VPSDE, LinearSDE, ScoreFn
+from .sde import LinearSDE, RectifiedFlowSDE, ScoreFn
 
 __all__ = [
     "LEVELS",
@@ -43,6 +46,8 @@ __all__ = [
     "UNET_CONFIG",
     "SCHEDULER_CONFIG",
     "WEIGHTS_PATH",
+    "MODEL_SDES",
+    "weights_path",
     "DigitsData",
     "DigitsClassifier",
     "DigitsModel",
@@ -66,6 +71,17 @@ On dequantised data this bounds the discrete NLL in bits per pixel ($\log_2 17 =
 `sdesolve.likelihood.dequantization_offset` is the same rule for $2^b$ levels."""
 TRAIN_EPS = 1e-5
 WEIGHTS_PATH = Path(__file__).parent / "data" / "digits.safetensors"
+MODEL_SDES = ("vp", "rectified_flow")
+"""The shipped digits models: ε-prediction on the VP SDE, velocity prediction on rectified flow."""
+FLOW_TIME_SCALE = 1000.0  # the flow model's timestep is 1000 t (diffusers' flow-matching convention)
+
+
+def weights_path(sde: str = "vp") -> Path:
+    """Where the shipped model of ``sde`` lives (`MODEL_SDES`): ``digits.safetensors`` or ``digits_<sde>.safetensors``."""
+    check_choice("sde", sde, MODEL_SDES)
+    return WEIGHTS_PATH if sde == "vp" else WEIGHTS_PATH.with_name(f"digits_{sde}.safetensors")
+
+
 UNET_CONFIG: dict[str, Any] = {
     "sample_size": 8,
     "in_channels": 1,
@@ -163,14 +179,26 @@ class DigitsModel:
     info: dict[str, Any]
 
     @property
-    def sde(self) -> VPSDE:
-        """The VP SDE of `SCHEDULER_CONFIG` (β ∈ [0.1, 20])."""
+    def sde_name(self) -> str:
+        """The SDE the model was trained on (`MODEL_SDES`; ``"vp"`` for weights from before the flow model)."""
+        return self.info.get("sde", "vp")
+
+    @property
+    def sde(self) -> LinearSDE:
+        """The training SDE: the VP SDE of `SCHEDULER_CONFIG` (β ∈ [0.1, 20]) or `RectifiedFlowSDE`."""
+        if self.sde_name == "rectified_flow":
+            return RectifiedFlowSDE()
         from .diffusers_models import vp_sde_from_ddpm
 
         return vp_sde_from_ddpm(SCHEDULER_CONFIG)
 
     def score_fn(self, sde: LinearSDE | None = None) -> ScoreFn:
-        """``score_fn(x, t)`` of the UNet under ``sde`` (default `sde`; any linear SDE by noise-level match)."""
+        """``score_fn(x, t)`` of the UNet: the ε-model under ``sde`` (default `sde`; any linear SDE by noise-level
+        match), or the velocity model on its rectified flow (with ``data_prediction``)."""
+        if self.sde_name == "rectified_flow":
+            if sde is not None and sde != self.sde and repr(sde) != repr(self.sde):
+                raise ValueError(f"the flow model samples its own schedule {self.sde!r}, not {sde!r}")
+            return score_from_velocity(self.unet, self.sde, time_scale=FLOW_TIME_SCALE)
         from .diffusers_models import score_from_unet
 
         return score_from_unet(self.unet, SCHEDULER_CONFIG, self.sde if sde is None else sde)
@@ -186,8 +214,10 @@ def train_digits(
     log_every: int = 100,
     progress: bool = True,
     classifier_steps: int = 2000,
+    sde: str = "vp",
 ) -> DigitsModel:
-    r"""Train the digits UNet: VP SDE, ε-prediction, continuous-time DSM (``reduce_mean``), Adam, EMA.
+    r"""Train the digits UNet: VP SDE, ε-prediction, continuous-time DSM (``reduce_mean``), or rectified flow,
+    velocity prediction, flow matching (``sde="rectified_flow"``); Adam, EMA.
 
     Learning rate: linear warm-up over the first 2 % of steps, then cosine decay to 0.
 
@@ -200,6 +230,7 @@ def train_digits(
         log_every: steps between loss-curve points (mean loss over the interval).
         progress: show a tqdm bar.
         classifier_steps: full-batch steps of the feature classifier, trained first.
+        sde: ``"vp"`` or ``"rectified_flow"`` (`MODEL_SDES`).
 
     Returns:
         A `DigitsModel` whose ``info`` holds the configs, the loss curve, wall time and classifier accuracy.
@@ -208,14 +239,25 @@ def train_digits(
 
     steps, batch_size = check_int("steps", steps), check_int("batch_size", batch_size)
     lr = check_positive("lr", lr)
+    check_choice("sde", sde, MODEL_SDES)
     data = load_digits_data()
     classifier, accuracy = train_classifier(data, classifier_steps, seed)
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     unet = make_unet()
     averaged = ema(unet, ema_decay)
-    untrained = DigitsModel(unet, classifier, {})
-    sde, score_fn = untrained.sde, untrained.score_fn()
+    untrained = DigitsModel(unet, classifier, {"sde": sde})
+    if sde == "rectified_flow":
+        flow = untrained.sde
+
+        def loss_of(x0: Tensor) -> Tensor:
+            return flow_matching_loss(flow, unet, x0, time_scale=FLOW_TIME_SCALE, eps=TRAIN_EPS, generator=gen)
+    else:
+        vp, score_fn = untrained.sde, untrained.score_fn()
+
+        def loss_of(x0: Tensor) -> Tensor:
+            return dsm_loss(vp, score_fn, x0, eps=TRAIN_EPS, generator=gen)
+
     opt = torch.optim.Adam(unet.parameters(), lr=lr)
     warmup = max(1, steps // 50)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -226,7 +268,7 @@ def train_digits(
     bar = tqdm(range(1, steps + 1), desc="train digits", disable=not progress, mininterval=2.0)
     for step in bar:
         idx = torch.randint(data.train.shape[0], (batch_size,), generator=gen)
-        loss = dsm_loss(sde, score_fn, to_model_scale(data.train[idx], gen), eps=TRAIN_EPS, generator=gen)
+        loss = loss_of(to_model_scale(data.train[idx], gen))
         opt.zero_grad()
         loss.backward()
         nn.utils.clip_grad_norm_(unet.parameters(), 1.0)  # score_sde's grad_clip = 1
@@ -242,8 +284,9 @@ def train_digits(
             running.zero_()
             bar.set_postfix(loss=f"{history[-1]['loss']:.4f}")
     info = {
+        "sde": sde,
         "unet_config": UNET_CONFIG,
-        "scheduler_config": SCHEDULER_CONFIG,
+        "scheduler_config": SCHEDULER_CONFIG if sde == "vp" else {"prediction_type": "velocity", "time_scale": FLOW_TIME_SCALE},
         "train": {"steps": steps, "batch_size": batch_size, "lr": lr, "ema_decay": ema_decay, "seed": seed,
                   "eps": TRAIN_EPS, "wall_s": round(time.perf_counter() - t0, 1), "torch_threads": torch.get_num_threads()},
         "loss_curve": history,

@@ -33,10 +33,10 @@ from torch import Tensor
 
 from ._utils import batch_time, check_choice, check_int, check_positive, event_numel, flat_sum, randn_like
 from .sampling.prepare import checked_score, fixed_grid
-from .sde import SDE, ScoreFn
+from .sde import SDE, ScoreFn, require_linear
 from .solvers.fused import TimeTable
 from .solvers.ode import ODE_METHODS, integrate
-from .solvers.runge_kutta import FuncTerm, ODEFunc
+from .solvers.runge_kutta import FlowTerm, FuncTerm, ODEFunc
 from .solvers.seeded import PROBE, seeds_for, stream_key
 
 __all__ = ["log_likelihood", "bits_per_dim", "dequantization_offset", "DIVERGENCES"]
@@ -86,13 +86,13 @@ def _flow_with_divergence(
     sde: SDE, score_fn: ScoreFn, shape: tuple[int, ...], divergence: Divergence, probe: Tensor | None
 ) -> ODEFunc:
     """Right-hand side of the augmented ODE on flat states ``[B, d + 1]``: ``[f̃(x, t), ∇·f̃(x, t)]``."""
-    drift = sde.reverse(score_fn, probability_flow=True).drift
+    drift = FlowTerm(require_linear(sde, "log_likelihood"), score_fn)  # finite where alpha = 0 too (data prediction)
     d = math.prod(shape[1:])
 
     def func(t, y: Tensor) -> Tensor:
         with torch.enable_grad():
             x = y[:, :d].detach().reshape(y.shape[0], *shape[1:]).requires_grad_(True)
-            out = drift(x, batch_time(t, x))
+            out = drift(batch_time(t, x), x)
             div = divergence(out, x, probe)
         return torch.cat([out.detach().reshape(y.shape[0], d), div.detach()[:, None]], dim=1)
 

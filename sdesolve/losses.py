@@ -16,10 +16,10 @@ from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ._utils import append_dims, check_choice, check_positive, randn_like
-from .adapters import score_from_eps, score_from_x0
-from .sde import LinearSDE, ScoreFn
+from .adapters import as_tensor_output, score_from_eps, score_from_x0
+from .sde import LinearSDE, ScoreFn, require_linear
 
-__all__ = ["PARAMETERIZATIONS", "dsm_losses", "dsm_loss", "ema"]
+__all__ = ["PARAMETERIZATIONS", "dsm_losses", "dsm_loss", "flow_matching_losses", "flow_matching_loss", "ema"]
 
 PARAMETERIZATIONS = ("score", "epsilon", "sample")
 
@@ -66,9 +66,21 @@ def dsm_losses(
     Returns:
         ``[B]`` losses, differentiable in the model's parameters.
     """
-    if not isinstance(sde, LinearSDE):
-        raise TypeError(f"dsm_losses needs a LinearSDE (alpha(t), sigma(t)), got {sde!r}")
+    sde = require_linear(sde, "dsm_losses")
     score_fn = _as_score(model, sde, parameterization)
+    t, z, x_t = _perturbed(sde, x0, t, eps, generator)
+    std = append_dims(sde.std(t), x0.ndim)
+    score = score_fn(x_t, t)
+    if likelihood_weighting:
+        residual = (score + z / std) ** 2 * append_dims(sde.diffusion(t) ** 2, x0.ndim)
+    else:
+        residual = (score * std + z) ** 2
+    residual = residual.reshape(x0.shape[0], -1)
+    return residual.mean(1) if reduce_mean else residual.sum(1)
+
+
+def _perturbed(sde: LinearSDE, x0: Tensor, t: Tensor | None, eps: float, generator) -> tuple[Tensor, Tensor, Tensor]:
+    r"""``(t, z, x_t)``: $t \sim U[\varepsilon, T]$ unless given, $z \sim \mathcal N(0, I)$, $x_t = \alpha_t x_0 + \sigma_t z$."""
     eps = check_positive("eps", eps)
     if eps >= sde.T:
         raise ValueError(f"eps must be < T={sde.T}, got eps={eps!r}")
@@ -80,13 +92,51 @@ def dsm_losses(
         raise ValueError(f"t must have shape [B]=[{x0.shape[0]}], got {tuple(t.shape)}")
     z = randn_like(x0, generator)
     alpha, std = append_dims(sde.mean_coeff(t), x0.ndim), append_dims(sde.std(t), x0.ndim)
-    score = score_fn(alpha * x0 + std * z, t)
-    if likelihood_weighting:
-        residual = (score + z / std) ** 2 * append_dims(sde.diffusion(t) ** 2, x0.ndim)
-    else:
-        residual = (score * std + z) ** 2
+    return t, z, alpha * x0 + std * z
+
+
+def flow_matching_losses(
+    sde: LinearSDE,
+    model: Callable[[Tensor, Tensor], Tensor],
+    x0: Tensor,
+    *,
+    time_scale: float = 1.0,
+    reduce_mean: bool = True,
+    eps: float = 1e-5,
+    t: Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    r"""Per-sample conditional flow-matching losses (Lipman et al. 2023, eq. 23; Liu et al. 2023):
+    $\|\hat v(x_t, \tau) - (\alpha'_t x_0 + \sigma'_t z)\|^2$ with $x_t = \alpha_t x_0 + \sigma_t z$, $\tau =$ ``time_scale`` $\cdot t$.
+
+    For rectified flow the target is $z - x_0$; its minimiser is the flow's velocity $\mathbb E[\alpha'x_0 + \sigma'z \mid x_t]$,
+    which `sdesolve.adapters.score_from_velocity` turns into a score (with the same ``time_scale``). In terms of the
+    data prediction it is $Q(t)^2\|\hat D - x_0\|^2$, $Q = \alpha' - \alpha\sigma'/\sigma$ (`LinearSDE.velocity_coefficients`).
+
+    Args:
+        sde: any linear SDE (rectified flow, cosine, VP, ...).
+        model: the velocity network, called as ``model(x_t, tau)`` with ``tau`` ``[B]``.
+        x0: data ``[B, *event]``.
+        time_scale: $\tau$ per unit t (1000 for diffusers-style timesteps).
+        reduce_mean: average over the event entries instead of summing.
+        eps: smallest training time, ``0 < eps < T``.
+        t: optional fixed times ``[B]`` in ``[eps, T]``.
+        generator: source of ``t`` and ``z``.
+
+    Returns:
+        ``[B]`` losses, differentiable in the model's parameters.
+    """
+    sde = require_linear(sde, "flow_matching_losses")
+    t, z, x_t = _perturbed(sde, x0, t, eps, generator)
+    target = append_dims(sde.d_mean_coeff(t), x0.ndim) * x0 + append_dims(sde.d_std(t), x0.ndim) * z
+    residual = (as_tensor_output(model(x_t, t * time_scale)) - target) ** 2
     residual = residual.reshape(x0.shape[0], -1)
     return residual.mean(1) if reduce_mean else residual.sum(1)
+
+
+def flow_matching_loss(sde: LinearSDE, model: Callable[[Tensor, Tensor], Tensor], x0: Tensor, **options) -> Tensor:
+    """Batch-mean flow-matching loss, a scalar: the mean of `flow_matching_losses` (same arguments)."""
+    return flow_matching_losses(sde, model, x0, **options).mean()
 
 
 def dsm_loss(sde: LinearSDE, model: Callable[[Tensor, Tensor], Tensor], x0: Tensor, **options) -> Tensor:

@@ -24,7 +24,7 @@ from torch import Tensor
 from ._utils import check_choice
 from .analytic import Gaussian, GaussianMixture
 from .predictors import Predictor
-from .sde import SDES, VESDE, VPSDE, LinearSDE, SubVPSDE
+from .sde import EDMSDE, SCORE_SDES, SDES, VESDE, VPSDE, CosineSDE, LinearSDE, RectifiedFlowSDE, SubVPSDE
 from .verify import OrderFit, OrderStudy, exact_expectations, fit_order, weak_order
 
 __all__ = [
@@ -46,13 +46,26 @@ def _st():
     return strategies
 
 
-def sdes(kinds: Sequence[str] = tuple(SDES)):
-    """Strategy of SDEs named in `sdesolve.sde.SDES`: VE with σ_min ∈ [0.005, 0.05], σ_max ∈ [5, 100]; VP/sub-VP with β_min ∈ [0.05, 0.5],
-    β_max ∈ [5, 25]."""
+def sdes(kinds: Sequence[str] = SCORE_SDES, T: float | tuple[float, float] = 1.0):
+    """Strategy of SDEs named in `sdesolve.sde.SDES`: VE with σ_min ∈ [0.005, 0.05], σ_max ∈ [5, 100]; VP/sub-VP with
+    β_min ∈ [0.05, 0.5], β_max ∈ [5, 25]; rectified flow and cosine; EDM with σ_max ∈ [5, 100] (its T).
+
+    Args:
+        kinds: names in `SDES` (default score_sde's three).
+        T: the end time, or a range ``(lo, hi)`` to draw it from (a T misplaced in a formula shows only at T ≠ 1);
+            EDM's T is its σ_max.
+    """
     st = _st()
-    ve = st.builds(VESDE, sigma_min=st.floats(0.005, 0.05), sigma_max=st.floats(5.0, 100.0))
-    beta = {"beta_min": st.floats(0.05, 0.5), "beta_max": st.floats(5.0, 25.0)}
-    options = {"ve": ve, "vp": st.builds(VPSDE, **beta), "subvp": st.builds(SubVPSDE, **beta)}
+    ts = st.just(float(T)) if isinstance(T, (int, float)) else st.floats(float(T[0]), float(T[1]))
+    beta = {"beta_min": st.floats(0.05, 0.5), "beta_max": st.floats(5.0, 25.0), "T": ts}
+    options = {
+        "ve": st.builds(VESDE, sigma_min=st.floats(0.005, 0.05), sigma_max=st.floats(5.0, 100.0), T=ts),
+        "vp": st.builds(VPSDE, **beta),
+        "subvp": st.builds(SubVPSDE, **beta),
+        "rectified_flow": st.builds(RectifiedFlowSDE, T=ts),
+        "cosine": st.builds(CosineSDE, T=ts),
+        "edm": st.builds(EDMSDE, sigma_max=st.floats(5.0, 100.0)),
+    }
     return st.one_of(*(options[check_choice("kinds", k, tuple(SDES))] for k in kinds))
 
 

@@ -116,7 +116,7 @@ ROWS = [
     row("sde-params", "N-bool", TypeError, "N", lambda: VESDE(N=True)),
     row("sde-params", "T=0", ValueError, "T", lambda: VPSDE(T=0.0)),
     row("sde-params", "T-nan", ValueError, "T", lambda: VPSDE(T=NAN)),
-    row("sde-params", "get_sde-unknown", ValueError, "choose one of", lambda: get_sde("edm")),
+    row("sde-params", "get_sde-unknown", ValueError, "choose one of", lambda: get_sde("ddpm")),
     # -- Python times at every SDE formula ----------------------------------------------------------------------
     row("sde-time", "marginal_prob-t>T", ValueError, "[0, T]", lambda: SDE.marginal_prob(X, 1.5)),
     row("sde-time", "marginal_prob-t<0", ValueError, "[0, T]", lambda: SDE.marginal_prob(X, -0.1)),
@@ -369,7 +369,7 @@ CLI_ROWS = [
     (["sample", "--n", "abc"], "--n"),
     (["sample", "--steps", "0"], "--steps"),
     (["sample", "--snr", "nan"], "--snr"),
-    (["sample", "--sde", "edm"], "--sde"),
+    (["sample", "--sde", "ddpm"], "--sde"),
     (["sample", "--dtype", "int64"], "--dtype"),
     (["sample", "--predictor", "heun"], "--predictor"),
     (["sample", "--corrector", "mala"], "--corrector"),

@@ -70,7 +70,7 @@ def test_sample_with_default_size(tmp_path, args):
     [
         (["--predictor", "heun"], "choose one of: euler_maruyama, reverse_diffusion, ancestral"),
         (["--corrector", "mala"], "choose one of: langevin, annealed_langevin, none"),
-        (["--sde", "edm"], "choose one of: vp, subvp, ve"),
+        (["--sde", "ddpm"], "choose one of: vp, subvp, ve, rectified_flow, cosine, edm"),
         (["--method", "rk45", "--ode"], "choose one of: dopri5"),
         (["--dtype", "float16"], "choose one of: float32, float64"),
         (["--steps", "0"], "steps must be >= 1"),

@@ -88,7 +88,7 @@ def test_make_grid_accepts_names_and_tensors_and_rejects_bad_ones():
         make_grid(torch.tensor([0.1, 0.5]), sde, 1, 1e-3)
     with pytest.raises(ValueError, match="1-D"):
         make_grid(torch.ones(2, 2), sde, 1, 1e-3)
-    with pytest.raises(ValueError, match=r"\(0, T\]"):
+    with pytest.raises(ValueError, match=r"\[0, T\]"):
         make_grid(torch.tensor([2.0, 0.5]), sde, 1, 1e-3)
     with pytest.raises(ValueError, match="steps must be >= 1"):
         uniform_grid(sde, 0)

@@ -12,7 +12,7 @@ import torch
 import typer
 
 from .._utils import check_choice
-from ..digits import WEIGHTS_PATH, save_digits, train_digits
+from ..digits import MODEL_SDES, WEIGHTS_PATH, save_digits, train_digits, weights_path
 
 PROBLEMS = ("digits",)
 
@@ -26,19 +26,24 @@ def train(
     classifier_steps: int = typer.Option(2000, help="Full-batch steps of the feature classifier."),
     seed: int = typer.Option(0, help="Seed of initialisation, batches, times and noise."),
     threads: int = typer.Option(2, help="Torch CPU threads."),
-    out: str = typer.Option(str(WEIGHTS_PATH.parent), help="Output folder for digits.safetensors and digits.json."),
+    sde: str = typer.Option("vp", help="SDE and parameterisation: vp (ε-prediction) or rectified_flow (velocity)."),
+    out: str = typer.Option(
+        str(WEIGHTS_PATH.parent), help="Output folder for the weights (digits[_<sde>].safetensors, .json)."
+    ),
 ) -> None:
     """Train the digits UNet on scikit-learn's digits and save it (the shipped weights come from the defaults)."""
     try:
         check_choice("problem", problem, PROBLEMS)
         torch.set_num_threads(threads)
+        check_choice("sde", sde, MODEL_SDES)
         model = train_digits(
-            steps=steps, batch_size=batch_size, lr=lr, ema_decay=ema_decay, seed=seed, classifier_steps=classifier_steps
-        )
+            steps=steps, batch_size=batch_size, lr=lr, ema_decay=ema_decay, seed=seed,
+            classifier_steps=classifier_steps, sde=sde,
+        )  # fmt: skip
     except (ValueError, TypeError) as err:
         typer.echo(f"Error: {str(err).splitlines()[0]}", err=True)
         raise typer.Exit(code=2) from None
-    path = Path(out) / "digits.safetensors"
+    path = Path(out) / weights_path(sde).name
     save_digits(model, path)
     info = model.info
     typer.echo(

@@ -17,7 +17,7 @@ from torch import Tensor
 from ..sde import SDE, require_linear
 from ..solvers.fused import Kernel, RunSpec, TimeTable
 from ..solvers.noise import NoiseSource, StepNoise
-from ..solvers.programs import IntervalProgram, ProgramKernel, Schedule
+from ..solvers.programs import IntervalProgram, ProgramKernel, Schedule, check_data_end
 from .base import Predictor
 
 __all__ = ["ProgramPredictor"]
@@ -49,6 +49,7 @@ class ProgramPredictor(Predictor):
     def kernel(self, score_fn, times: TimeTable, x: Tensor, run: RunSpec) -> Kernel:
         if run.compile:
             raise ValueError(f"execution='compile' is not supported by {type(self).__name__}; use 'eager'")
+        check_data_end(self.sde, times, type(self).__name__, ())
         return ProgramKernel(self.program(Schedule(self.sde, times), run.denoise), score_fn, times, x, run.noise)
 
     def step(self, x, t, t_next, score_fn, *, noise):

@@ -60,34 +60,44 @@ def checked_score(score_fn: ScoreFn, *, differentiable: bool = False) -> ScoreFn
     output's shape, dtype and device (and, with ``differentiable``, that it depends on ``x`` through autograd).
 
     The loop updates ``x`` in place, so a score that returns ``x`` itself (or a view of it) is copied from then on;
-    later calls pay one flag test. No extra evaluation: the checks read the run's own first call.
+    later calls pay one flag test. No extra evaluation: the checks read the run's own first call. A score that
+    carries ``data_prediction(x, t)`` (exact oracles, the x₀/velocity/denoiser adapters; samplers read it where
+    α(t) = 0) keeps it, checked the same way.
     """
     if not callable(score_fn):
         raise TypeError(f"score_fn must be callable as score_fn(x, t), got {score_fn!r}")
+    score = _checked(score_fn, "score_fn", differentiable)
+    if callable(getattr(score_fn, "data_prediction", None)):
+        score.data_prediction = _checked(score_fn.data_prediction, "score_fn.data_prediction", differentiable)
+    return score
+
+
+def _checked(fn: ScoreFn, name: str, differentiable: bool) -> ScoreFn:
+    """``fn`` with `checked_score`'s first-call checks under ``name``."""
     checked, aliases = False, False
 
-    def score(x: Tensor, t) -> Tensor:
+    def call(x: Tensor, t) -> Tensor:
         nonlocal checked, aliases
         if checked:
-            s = score_fn(x, t)
+            s = fn(x, t)
             return s.clone() if aliases else s
         try:
-            s = score_fn(x, t)
+            s = fn(x, t)
         except (RuntimeError, IndexError) as err:  # torch's broadcasting/shape errors
             raise ValueError(
-                f"score_fn failed on x of shape {tuple(x.shape)} (event shape {tuple(x.shape[1:])}); "
+                f"{name} failed on x of shape {tuple(x.shape)} (event shape {tuple(x.shape[1:])}); "
                 f"is x shaped like the model's data? ({type(err).__name__}: {err})"
             ) from err
-        check_like("score_fn", s, x)
+        check_like(name, s, x)
         if differentiable and x.requires_grad and not s.requires_grad:
             raise TypeError(
-                "score_fn's output does not depend on x through autograd (computed under torch.no_grad() or "
+                f"{name}'s output does not depend on x through autograd (computed under torch.no_grad() or "
                 "detached?); the divergence of the probability flow needs a differentiable score"
             )
         checked, aliases = True, s.untyped_storage().data_ptr() == x.untyped_storage().data_ptr()
         return s.clone() if aliases else s
 
-    return score
+    return call
 
 
 def initial_state(sde: SDE, shape, x_init, generator, device, dtype, seeds=None) -> tuple[Tensor, KeyedNormal | None]:
@@ -129,7 +139,7 @@ def noise_source(
 def resolve_grid(sde: SDE, grid, steps: int | None, eps: float) -> Tensor:
     """The decreasing grid in float64 (named grids are built on the host; a tensor grid is upcast exactly)."""
     if isinstance(grid, Tensor):
-        check_time_grid("grid", grid, eps, sde.T)  # one host copy, at the entry point
+        check_time_grid("grid", grid, eps, sde.T, to_data=True)  # host copies at the entry point only
     if grid is not None and not isinstance(grid, str):
         return make_grid(grid, sde, 1, eps, dtype=torch.float64)
     return make_grid(grid, sde, check_int("steps", steps), eps, dtype=torch.float64)
@@ -159,7 +169,13 @@ def master(x: Tensor, score_fn: ScoreFn) -> tuple[Tensor, ScoreFn]:
     if work == x.dtype:
         return x, score_fn
     dtype = x.dtype
-    return x.to(work), lambda y, t: score_fn(y.to(dtype), t)
+
+    def score(y: Tensor, t) -> Tensor:
+        return score_fn(y.to(dtype), t)
+
+    if hasattr(score_fn, "data_prediction"):
+        score.data_prediction = lambda y, t: score_fn.data_prediction(y.to(dtype), t)
+    return x.to(work), score
 
 
 def execution_mode(entry: str, execution: str, legacy: dict) -> str:

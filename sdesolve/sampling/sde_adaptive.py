@@ -14,13 +14,13 @@ state, seeds, noise, checked score) is prepared by `sdesolve.sampling.prepare`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
 
-from .._utils import check_positive
-from ..sde import SDE, ScoreFn, require_linear
+from .._utils import check_int, check_positive
+from ..sde import SDE, ScoreFn, require_linear, reverse_diffusion
 from ..solvers.gotta_go_fast import adaptive_sde_solve
 from .prepare import finish, prepare
 
@@ -43,6 +43,8 @@ def sde_adaptive_sample(
     dtype: torch.dtype | None = None,
     return_info: bool = False,
     check_finite: bool = True,
+    diffusion: str | float | Callable[[Tensor], Tensor] = "g",
+    max_iterations: int = 100_000,
 ) -> Tensor | tuple[Tensor, dict]:
     """Sample the reverse SDE from ``T`` to ``eps`` with adaptive per-sample steps ("Gotta go fast", Alg. 1).
 
@@ -60,6 +62,9 @@ def sde_adaptive_sample(
             ``seeds[i]``, so its path (steps, rejections, NFE) is the same in any batch.
         return_info: also return ``{"nfe", "iterations", "rejected"}``.
         check_finite: raise ``FloatingPointError`` if the result is non-finite (one sync, after the solve).
+        diffusion: the reverse SDE's $w$ (``"g"``: score_sde's; ``"sigma"``, a constant or ``w(t)``: the same
+            marginals, `sdesolve.sde.reverse_diffusion`); finite at T where $\alpha(T) = 0$.
+        max_iterations: a ``RuntimeError`` beyond this many iterations (naming where the samples stopped).
 
     Returns:
         Samples ``[B, *event]`` at ``eps`` (and the info dict with ``return_info``).
@@ -69,10 +74,21 @@ def sde_adaptive_sample(
         raise ValueError(f"eps must be < T={sde.T}, got eps={eps!r}")
     rtol, atol, h_init = check_positive("rtol", rtol), check_positive("atol", atol), check_positive("h_init", h_init)
     linear = require_linear(sde, "sde_adaptive_sample")
+    w = reverse_diffusion(linear, diffusion)
+    top = torch.tensor([sde.T], dtype=torch.float64)
+    if float(linear.mean_coeff(top)) == 0 and not bool(torch.isfinite(torch.as_tensor(w(top))).all()):
+        raise ValueError(
+            f"diffusion={diffusion!r} is infinite at T where alpha(T) = 0 ({sde!r}): the reverse SDE's first step "
+            "is not defined; pass a finite one, e.g. diffusion='sigma'"
+        )
+    max_iterations = check_int("max_iterations", max_iterations)
     r = prepare(
         "sde_adaptive_sample", sde, score_fn, shape, grid=None, x_init=x_init, generator=generator, seeds=seeds,
         device=device, dtype=dtype,
     )  # fmt: skip
-    y, info = adaptive_sde_solve(linear, r.score, r.x, sde.T, eps, rtol=rtol, atol=atol, h_init=h_init, noise=r.noise)
+    y, info = adaptive_sde_solve(
+        linear, r.score, r.x, sde.T, eps, rtol=rtol, atol=atol, h_init=h_init, noise=r.noise, w=w,
+        max_iterations=max_iterations,
+    )  # fmt: skip
     y = finish(y, r.dtype, check_finite, f"the adaptive reverse-SDE solver (T -> eps={eps})")
     return (y, info) if return_info else y

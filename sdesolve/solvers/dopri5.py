@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from .fused import time_dtype
-from .runge_kutta import DOPRI5, DOPRI5_ERROR, Term, combine_
+from .runge_kutta import DOPRI5, DOPRI5_ERROR, FlowTerm, Term, combine_
 from .step_control import StepController
 
 __all__ = ["dopri5_solve"]
@@ -50,12 +50,19 @@ class _Evaluator:
         self.linear = not coeffs or bool(coeffs[0].ne(0).any())  # VE's p = 0: one pass saved per evaluation
 
     def table(self, times: list[float]) -> list[tuple[float, ...]]:
-        """Coefficients at each of ``times`` (one host copy)."""
-        coeffs = self.term.coefficients(torch.tensor(times, dtype=torch.float64))
+        """Coefficients at each of ``times`` (one host copy); a `FlowTerm`'s last entry flags the data prediction
+        (α(t) = 0, `FlowTerm.singular`)."""
+        t = torch.tensor(times, dtype=torch.float64)
+        coeffs = self.term.coefficients(t)
+        if isinstance(self.term, FlowTerm):
+            coeffs = (*coeffs, self.term.singular(t))  # host tensors: no device synchronisation
         return list(zip(*(c.tolist() for c in coeffs), strict=True)) if coeffs else [()] * len(times)
 
     def into_(self, out: Tensor, y: Tensor, t: float, coeffs: tuple[float, ...]) -> Tensor:
         tb = torch.full((y.shape[0],), t, device=y.device, dtype=time_dtype(y.dtype))
+        if isinstance(self.term, FlowTerm):
+            *coeffs, data = coeffs
+            return self.term.into_(out, y, tb, *coeffs, linear=self.linear or data, data=data)
         return self.term.into_(out, y, tb, *coeffs, linear=self.linear)
 
 

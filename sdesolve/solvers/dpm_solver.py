@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from .programs import Form, IntervalProgram, Point, ProgramBuilder, Schedule
+from .runge_kutta import HEUN, RK3
 
 __all__ = [
     "PREDICTIONS",
@@ -34,6 +35,8 @@ __all__ = [
     "third_stage",
     "third_order",
     "data_step",
+    "limit_step",
+    "start_step",
     "exp_weights",
     "ddim",
     "dpm_solver_pp_2m",
@@ -112,6 +115,40 @@ def data_step(x: Form, d: Form, p: Point, q: Point) -> Form:
     return first_order(x, d, frame(p, "data"), frame(q, "data"))
 
 
+def limit_step(b: ProgramBuilder, p: Point, q: Point) -> Form:
+    r"""The step from a point where $\alpha = 0$ ($\lambda = -\infty$: $t = T$ of rectified flow and cosine), the limit of
+    every integrator here: DDIM in the data frame, $x' = \tfrac{\sigma'}{\sigma}x + \alpha'D$ (`data_step` with
+    $\mathrm{expm1}(-\infty) = -1$). A multistage method's stages collapse onto the start ($\lambda_i + rh = -\infty$)
+    and a multistep method's extrapolation weights on it vanish, so neither adds anything in the limit; its local error
+    is $O(\alpha'^2)$, since $D(\lambda) - D(-\infty) = O(e^\lambda)$ (one NFE: $D$ from the model, `no_data_prediction`)."""
+    return data_step(b.state, b.evaluate(p, b.state), p, q)
+
+
+def start_step(b: ProgramBuilder, sched: Schedule, p: Point, q: Point, order: int) -> Form:
+    r"""The step from a point where $\alpha = 0$ with a local error $O(h^{\text{order}})$, so that a method of that order
+    keeps it: `limit_step` (DDIM, local error $O(\alpha'^2)$) up to order 2; above, an explicit Runge–Kutta method in t
+    of order ``order - 1`` (Heun, Kutta's third order) on the velocity $u = P x + Q D$ (`LinearSDE.velocity_coefficients`,
+    finite at $\alpha = 0$; $D$ from the model there), 2 or 3 NFE.
+    """
+    if order <= 2:
+        return limit_step(b, p, q)
+    tableau = HEUN if order == 3 else RK3
+    h = q.t - p.t
+    times = [p.t + c * h for c in tableau.c]
+    big_p, big_q = sched.sde.velocity_coefficients(torch.tensor(times, dtype=torch.float64))
+    coeffs = zip(big_p.tolist(), big_q.tolist(), strict=True)
+    ks: list[Form] = []
+    for a_row, point, (big_p, big_q) in zip(tableau.a, sched.at_times(times), coeffs, strict=True):
+        y = b.state
+        for a, k in zip(a_row, ks, strict=False):
+            y = y + (h * a) * k
+        ks.append(big_p * y + big_q * b.evaluate(point, y))
+    out = b.state
+    for w, k in zip(tableau.b, ks, strict=True):
+        out = out + (h * w) * k
+    return out
+
+
 def exp_weights(nodes: Sequence[float], lam: float, lam_next: float) -> list[float]:
     r"""$w_j = \int_\lambda^{\lambda'} e^{-(\lambda' - u)}\,\ell_j(u)\,du$ for the Lagrange basis $\ell_j$ of ``nodes``.
 
@@ -187,8 +224,11 @@ def dpm_solver_pp_3m(sched: Schedule, lower_order_final: bool = False) -> list[I
     n = len(pts) - 1
     history: list[tuple[Point, Form]] = []
     for i, (p, q) in enumerate(zip(pts[:-1], pts[1:], strict=True)):
+        if p.alpha == 0.0:  # order 4 on Gaussian data (see above), so a start of that accuracy
+            b.finish(start_step(b, sched, p, q, order=4))
+            continue
         d0 = b.evaluate(p, b.state)
-        if i == 0:
+        if not history:
             m = sched.at_lambdas([0.5 * (p.lam + q.lam)])[0]
             dm = b.evaluate(m, data_step(b.state, d0, p, m))
             history = [(m, dm), (p, d0)]
@@ -205,6 +245,9 @@ def dpm_solver_pp_2s(sched: Schedule) -> list[IntervalProgram]:
     $x' = \tfrac{\sigma'}{\sigma}x - \alpha'\,\mathrm{expm1}(-h)\,[(1 - \tfrac1{2r})D_i + \tfrac1{2r}D_s]$. Order 2, 2 NFE."""
     b, pts, r = ProgramBuilder(), sched.points, 0.5
     for p, q, s in zip(pts[:-1], pts[1:], sched.fractions(r), strict=True):
+        if p.alpha == 0.0:
+            b.finish(limit_step(b, p, q))
+            continue
         d0 = b.evaluate(p, b.state)
         ds = b.evaluate(s, data_step(b.state, d0, p, s))
         b.finish(data_step(b.state, (1 - 1 / (2 * r)) * d0 + (1 / (2 * r)) * ds, p, q))
@@ -221,6 +264,9 @@ def dpm_solver_2(sched: Schedule) -> list[IntervalProgram]:
     $s = \lambda + r_1 h$, then `second_order`. Order 2, 2 NFE per step."""
     b, pts = ProgramBuilder(), sched.points
     for p, q, s in zip(pts[:-1], pts[1:], sched.fractions(0.5), strict=True):
+        if p.alpha == 0.0:
+            b.finish(limit_step(b, p, q))
+            continue
         fp, fq, fs = frame(p, "noise"), frame(q, "noise"), frame(s, "noise")
         e0 = _eps(b.state, b.evaluate(p, b.state), p)
         u = first_order(b.state, e0, fp, fs)
@@ -233,6 +279,9 @@ def dpm_solver_3(sched: Schedule) -> list[IntervalProgram]:
     $s_1$, `third_stage` to $s_2$, `third_order` to the next grid point. Order 3, 3 NFE per step."""
     b, pts = ProgramBuilder(), sched.points
     for p, q, s1, s2 in zip(pts[:-1], pts[1:], sched.fractions(1 / 3), sched.fractions(2 / 3), strict=True):
+        if p.alpha == 0.0:
+            b.finish(start_step(b, sched, p, q, order=3))
+            continue
         fp, fq, f1, f2 = (frame(v, "noise") for v in (p, q, s1, s2))
         e0 = _eps(b.state, b.evaluate(p, b.state), p)
         u1 = first_order(b.state, e0, fp, f1)
@@ -254,13 +303,14 @@ def sde_dpm_solver_pp_2m(sched: Schedule, denoise: bool = True, eta: float = 1.0
     for i, (p, q) in enumerate(zip(pts[:-1], pts[1:], strict=True)):
         h = q.lam - p.lam
         d = b.evaluate(p, b.state)
-        c = -q.alpha * math.expm1(-(1 + eta) * h)
-        update = (q.sigma / p.sigma * math.exp(-eta * h)) * b.state + c * d
+        eta_h = eta * h if eta else 0.0  # η = 0 from λ = -∞ is the flow's DDIM step, not 0·∞
+        c = -q.alpha * math.expm1(-h - eta_h)
+        update = (q.sigma / p.sigma * math.exp(-eta_h)) * b.state + c * d
         if prev is not None:
             r = (p.lam - pts[i - 1].lam) / h
             update = update + (0.5 * c / r) * (d - prev)
         if eta and not (denoise and i == n - 1):
-            update = update + (q.sigma * math.sqrt(-math.expm1(-2 * eta * h))) * b.noise()
+            update = update + (q.sigma * math.sqrt(-math.expm1(-2 * eta_h))) * b.noise()
         b.finish(update)
         prev = d
     return b.programs

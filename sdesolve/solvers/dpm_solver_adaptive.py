@@ -148,6 +148,11 @@ def dpm_adaptive_solve(
     max_iterations = check_int("max_iterations", max_iterations)
     if not t1 < t0:
         raise ValueError(f"t1 must be < t0, got t0={t0!r}, t1={t1!r}")
+    if float(sde.mean_coeff(torch.tensor(float(t0), dtype=torch.float64))) == 0:
+        raise ValueError(
+            f"the adaptive DPM-Solver steps in lambda, which is -inf at t0={t0!r} where alpha = 0 ({sde!r}); "
+            "use dopri5 or a fixed-step method (they start there exactly)"
+        )
     stepper = _Stepper(sde, score_fn, prediction, t1, x)
     controller = StepController(safety=theta, exponent=1.0 / order, max_factor=float(max_growth))
     n, dev = len(x), x.device

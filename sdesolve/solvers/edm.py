@@ -2,13 +2,15 @@ r"""EDM's samplers (Karras et al. 2022, Alg. 1 and 2): Heun in the noise level o
 
 In $\tilde x = x/\alpha$ and $\tilde\sigma = \sigma/\alpha$ the flow is $d\tilde x/d\tilde\sigma = (\tilde x - D)/\tilde\sigma$
 (Karras et al. 2022, eq. 4 with $s(t) = \alpha$). The grid ends at ``eps`` > 0, so every interval is a Heun step
-(no final Euler step to $\tilde\sigma = 0$); this is k-diffusion's ``sample_heun`` without churn.
+(no final Euler step to $\tilde\sigma = 0$); this is k-diffusion's ``sample_heun`` without churn. From
+$\tilde\sigma = \infty$ (where $\alpha(T) = 0$) the first step is Euler's limit there, DDIM (`limit_step`).
 """
 
 from __future__ import annotations
 
 import math
 
+from .dpm_solver import limit_step
 from .programs import Form, IntervalProgram, Point, ProgramBuilder, Schedule
 
 __all__ = ["edm_heun", "edm_stochastic", "heun_step"]
@@ -19,7 +21,7 @@ def edm_heun(sched: Schedule) -> list[IntervalProgram]:
     $\tilde x' = \tilde x + \tfrac12\Delta\tilde\sigma\,(d + d_2)$ (Karras et al. 2022, Alg. 1). Order 2, 2 NFE."""
     b, pts = ProgramBuilder(), sched.points
     for p, q in zip(pts[:-1], pts[1:], strict=True):
-        b.finish(heun_step(b, b.state / p.alpha, p, q))
+        b.finish(limit_step(b, p, q) if p.alpha == 0.0 else heun_step(b, b.state / p.alpha, p, q))
     return b.programs
 
 
@@ -59,6 +61,9 @@ def edm_stochastic(
         )
     hats = sched.at_lambdas([-math.log(level) for level in churned])
     for p, q, hat, level in zip(pts[:-1], pts[1:], hats, churned, strict=True):
+        if p.alpha == 0.0:  # σ̃ = ∞: nothing to churn, the limit step
+            b.finish(limit_step(b, p, q))
+            continue
         xt = b.state / p.alpha
         if level == p.level:
             b.finish(heun_step(b, xt, p, q))

@@ -10,6 +10,7 @@ paper and k-diffusion's ``sample_ipndm``).
 
 from __future__ import annotations
 
+from .dpm_solver import limit_step
 from .programs import Form, IntervalProgram, ProgramBuilder, Schedule
 
 __all__ = ["ADAMS_BASHFORTH", "ipndm"]
@@ -24,7 +25,7 @@ ADAMS_BASHFORTH = (
 
 
 def ipndm(sched: Schedule, max_order: int = 4) -> list[IntervalProgram]:
-    r"""iPNDM: order $\min(i + 1, 4)$ Adams–Bashforth on interval $i$, the derivatives $d_j$ kept in the bank.
+    r"""iPNDM: order $\min(i + 1, 4)$ Adams–Bashforth (i counted from the first finite $\tilde\sigma$) on interval $i$, the derivatives $d_j$ kept in the bank.
 
     The weights assume equal steps in $\tilde\sigma$; on a grid that is not uniform in $\tilde\sigma$ (logSNR,
     Karras) the extrapolation misses by $O(h\,\Delta h)$ per step, so the method is second order there however
@@ -32,11 +33,14 @@ def ipndm(sched: Schedule, max_order: int = 4) -> list[IntervalProgram]:
     """
     b, pts = ProgramBuilder(), sched.points
     history: list[Form] = []
-    for i, (p, q) in enumerate(zip(pts[:-1], pts[1:], strict=True)):
+    for p, q in zip(pts[:-1], pts[1:], strict=True):
+        if p.alpha == 0.0:  # from σ̃ = ∞: the limit step (Euler in σ̃ becomes DDIM), the warm-up after it
+            b.finish(limit_step(b, p, q))
+            continue
         xt = b.state / p.alpha
         d = b.save((xt - b.evaluate(p, b.state)) / p.level)
         history = [d, *history][:max_order]
-        weights = ADAMS_BASHFORTH[min(i + 1, max_order) - 1]
+        weights = ADAMS_BASHFORTH[len(history) - 1]
         step = Form()
         for w, dj in zip(weights, history, strict=False):
             step = step + w * dj

@@ -25,7 +25,7 @@ from .edm import edm_heun
 from .fused import TimeTable
 from .ipndm import ipndm
 from .loop import run
-from .programs import ProgramFn, ProgramKernel, Schedule
+from .programs import ProgramFn, ProgramKernel, Schedule, check_data_end
 from .runge_kutta import FIXED, FlowTerm, RungeKuttaKernel, Term
 from .unipc import unipc
 
@@ -130,6 +130,7 @@ def few_step_solve(
         if method not in LOWER_ORDER_FINAL:
             raise ValueError(f"lower_order_final applies to {', '.join(LOWER_ORDER_FINAL)}, not method={method!r}")
         program = partial(program, lower_order_final=True)
+    check_data_end(term.sde, times, method, ("ddim",))
     kernel = ProgramKernel(program(Schedule(term.sde, times)), term.score_fn, times, x)
     return run(kernel, x.clone(), times, check_finite=check_finite, desc=method, graph=graph), kernel.total_nfe
 

@@ -22,10 +22,43 @@ from ..sde import LinearSDE, ScoreFn, data_prediction
 from .fused import Kernel, TimeTable, axpy_, time_dtype
 from .noise import PREDICTOR, NoiseSource
 
-__all__ = ["Point", "Form", "Schedule", "NOISE", "IntervalProgram", "ProgramBuilder", "ProgramKernel"]
+__all__ = [
+    "no_data_prediction",
+    "check_data_end",
+    "Point",
+    "Form",
+    "Schedule",
+    "NOISE",
+    "IntervalProgram",
+    "ProgramBuilder",
+    "ProgramKernel",
+]
 
 NOISE = "noise"
 """Stage marker: a standard-normal draw from the run's noise source into the bank (stochastic samplers)."""
+
+
+def no_data_prediction(t: float) -> str:
+    """The error for a score without ``data_prediction`` asked for D where α(t) = 0."""
+    return (
+        f"alpha(t) = 0 at t={t:.6g}: there the score (-x/sigma^2) does not determine the data prediction "
+        "D = E[x0 | x_t] the first step needs; pass a model that predicts it (score_from_velocity, score_from_x0, "
+        "score_from_denoiser, or an exact oracle's score_fn, which carry score_fn.data_prediction)"
+    )
+
+
+def check_data_end(sde: LinearSDE, times: TimeTable, method: str, allowed: tuple[str, ...]) -> None:
+    """A ``ValueError`` if the grid ends where σ = 0 (the data: flow models' ``t = 0``) and ``method`` cannot take that
+    last step (only those in ``allowed`` return the data prediction there, in the limit)."""
+    if (
+        times.values[-1] == 0.0
+        and float(sde.std(torch.tensor(0.0, dtype=torch.float64))) == 0
+        and method not in allowed
+    ):
+        raise ValueError(
+            f"the grid ends at t=0 where sigma = 0: {method} cannot step there (its formulas evaluate or divide by "
+            f"sigma at the end); end the grid at eps > 0, or use {' or '.join(allowed) or 'another method'}"
+        )
 
 
 @dataclass(frozen=True)
@@ -95,6 +128,10 @@ class Schedule:
         columns = (t, sde.mean_coeff(t), sde.std(t), sde.marginal_lambda(t), sde.noise_level(t))
         return [Point(*row) for row in zip(*(c.tolist() for c in columns), strict=True)]
 
+    def at_times(self, times: list[float]) -> list[Point]:
+        """The points at ``times`` (float64 coefficients from the SDE)."""
+        return self._points(torch.tensor(times, dtype=torch.float64))
+
     def at_lambdas(self, lams: list[float]) -> list[Point]:
         r"""The points whose $\lambda$'s are ``lams`` (`LinearSDE.inverse_lambda`, within the grid's time range);
         their coefficients are those of the times found, consistent with the score calls."""
@@ -102,9 +139,10 @@ class Schedule:
         return self._points(t.clamp(self._lo, self._hi))
 
     def fractions(self, r: float) -> list[Point]:
-        r"""Per interval, the stage point at $\lambda_i + r\,h_i$ (single-step solvers' intermediate times)."""
+        r"""Per interval, the stage point at $(1 - r)\lambda_i + r\lambda_{i+1}$ (single-step solvers' intermediate times;
+        an interval from $\lambda = -\infty$ keeps its stage there)."""
         pts = self.points
-        return self.at_lambdas([p.lam + r * (q.lam - p.lam) for p, q in zip(pts[:-1], pts[1:], strict=True)])
+        return self.at_lambdas([(1 - r) * p.lam + r * q.lam for p, q in zip(pts[:-1], pts[1:], strict=True)])
 
 
 @dataclass
@@ -208,6 +246,9 @@ class ProgramKernel(Kernel):
             return grid_times.get(t) if t in grid_times else torch.tensor(t, dtype=tdt, device=x.device).expand(len(x))
 
         self.stage_times = [[batch(p.t) if isinstance(p, Point) else None for p, _ in prog.stages] for prog in programs]
+        singular = [p.t for prog in programs for p, _ in prog.stages if isinstance(p, Point) and p.alpha == 0.0]
+        if singular and not callable(getattr(score_fn, "data_prediction", None)):
+            raise ValueError(no_data_prediction(singular[0]))
         # a half-precision state is upcast inside the step: σ² and 1/α reach ~1e6 on VE (float16 max 65504)
         self.upcast = tdt != x.dtype
         self.ring = [torch.empty_like(x, dtype=tdt) for _ in range(_ring_size(programs))]
@@ -242,6 +283,9 @@ class ProgramKernel(Kernel):
                 draws += 1
                 continue
             y = xw if form.is_state() else self._combine(self.ybuf, xw, form)
+            if point.alpha == 0.0:  # α = 0: the score does not determine D; the model gives it
+                d.copy_(self.score_fn.data_prediction(y.to(x.dtype) if self.upcast else y, t))
+                continue
             s = self.score_fn(y.to(x.dtype) if self.upcast else y, t)
             data_prediction(y, s, point.alpha, point.sigma, out=d)
         self._combine(xw, xw, program.update)

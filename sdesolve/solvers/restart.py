@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from .dpm_solver import limit_step
 from .edm import heun_step
 from .programs import IntervalProgram, ProgramBuilder, Schedule
 
@@ -37,7 +38,7 @@ def restart(
         )
     land = next((j for j, p in enumerate(pts[1:]) if p.level <= s_min), None)
     for j, (p, q) in enumerate(zip(pts[:-1], pts[1:], strict=True)):
-        x = heun_step(b, b.state / p.alpha, p, q)
+        x = limit_step(b, p, q) if p.alpha == 0.0 else heun_step(b, b.state / p.alpha, p, q)
         if j == land:
             ratio = (q.level / s_max) ** (1 / inner_steps)
             inner = sched.at_lambdas([-math.log(s_max * ratio**k) for k in range(inner_steps)])

@@ -19,11 +19,13 @@ from .._utils import TimeLike, append_dims, batch_time
 from ..sde import LinearSDE, ScoreFn
 from .fused import Coefficient, Kernel, TimeTable, axpy_, coefficient_table, time_dtype
 from .loop import maybe_compile
+from .programs import check_data_end, no_data_prediction
 
 __all__ = [
     "Tableau",
     "EULER",
     "HEUN",
+    "RK3",
     "RK4",
     "DOPRI5",
     "DOPRI5_ERROR",
@@ -50,6 +52,8 @@ class Tableau:
 
 EULER = Tableau(c=(0.0,), a=((),), b=(1.0,), order=1)
 HEUN = Tableau(c=(0.0, 1.0), a=((), (1.0,)), b=(0.5, 0.5), order=2)
+RK3 = Tableau(c=(0.0, 0.5, 1.0), a=((), (0.5,), (-1.0, 2.0)), b=(1 / 6, 2 / 3, 1 / 6), order=3)
+"""Kutta's third-order method (Hairer, Nørsett & Wanner I, Table II.1.1)."""
 RK4 = Tableau(
     c=(0.0, 0.5, 0.5, 1.0),
     a=((), (0.5,), (0.0, 0.5), (0.0, 0.0, 1.0)),
@@ -94,29 +98,61 @@ def combine_(out: Tensor | None, y: Tensor, h: Coefficient, coeffs: Sequence[flo
 
 
 class FlowTerm:
-    r"""Probability flow $\dot y = p(t)\,y + q(t)\,s(y, t)$ of a linear SDE, $p = f$, $q = -\tfrac12 g^2$."""
+    r"""Probability flow $\dot y = p(t)\,y + q(t)\,s(y, t)$ of a linear SDE, $p = f$, $q = -\tfrac12 g^2$.
+
+    Where $\alpha(t) = 0$ ($t = T$ of rectified flow and cosine) $f$ and $g$ are infinite but the velocity is not:
+    there the term is $\dot y = P\,y + Q\,D$ in the data prediction (`LinearSDE.velocity_coefficients`), with $D$ from
+    the model (``score_fn.data_prediction``): `coefficients` gives $(P, Q)$ at those times and `singular` marks them.
+    """
 
     def __init__(self, sde: LinearSDE, score_fn: ScoreFn) -> None:
         self.sde, self.score_fn = sde, score_fn
 
+    def singular(self, t: Tensor) -> Tensor:
+        """Where $\alpha(t) = 0$ (a bool tensor like ``t``; only T can be, `LinearSDE.singular_at_T`): the term is in
+        the data prediction there."""
+        return t == self.sde.T if self.sde.singular_at_T else torch.zeros_like(t, dtype=torch.bool)
+
     def coefficients(self, t: Tensor) -> tuple[Tensor, Tensor]:
-        r"""$(p, q) = (f(t), -\tfrac12 g(t)^2)$ at the times ``t`` (any shape)."""
-        return self.sde.drift_coeff(t), -0.5 * self.sde.diffusion(t) ** 2
+        r"""$(p, q) = (f(t), -\tfrac12 g(t)^2)$ at the times ``t`` (any shape), $(P, Q)$ where `singular`."""
+        p, q = self.sde.drift_coeff(t), -0.5 * self.sde.diffusion(t) ** 2
+        if self.sde.singular_at_T:
+            at = self.singular(t)
+            big_p, big_q = self.sde.velocity_coefficients(t)
+            p, q = torch.where(at, big_p, p), torch.where(at, big_q, q)
+        return p, q
 
     def into_(
-        self, out: Tensor | None, y: Tensor, t: Tensor, p: Coefficient, q: Coefficient, linear: bool = True
+        self,
+        out: Tensor | None,
+        y: Tensor,
+        t: Tensor,
+        p: Coefficient,
+        q: Coefficient,
+        linear: bool = True,
+        data: bool = False,
     ) -> Tensor:
-        """``out = p y + q s(y, t)`` (``out`` None: a new, differentiable tensor); ``t`` is the score's ``[B]`` time."""
-        s = self.score_fn(y, t)
+        """``out = p y + q s(y, t)`` (``out`` None: a new, differentiable tensor); ``t`` is the score's ``[B]`` time;
+        ``data``: ``q`` multiplies the model's data prediction instead of the score (where α(t) = 0)."""
+        if data:
+            model = getattr(self.score_fn, "data_prediction", None)
+            if model is None:
+                raise ValueError(no_data_prediction(float(t.reshape(-1)[0])))
+            s = model(y, t)
+        else:
+            s = self.score_fn(y, t)
         if not linear:
             return s * q if out is None else torch.mul(s, q, out=out)
         return axpy_(y * p if out is None else torch.mul(y, p, out=out), s, q)
 
     def __call__(self, t: TimeLike, y: Tensor) -> Tensor:
-        """Out of place, for any (per-sample) ``t``."""
+        """Out of place, for any (per-sample) ``t`` (in the data prediction for all rows if any is singular)."""
         t = batch_time(t, y)
-        p, q = (append_dims(c.to(y.dtype), y.ndim) for c in self.coefficients(t.to(torch.float64)))
-        return self.into_(None, y, t, p, q)
+        t64 = t.to(torch.float64)
+        data = self.sde.singular_at_T and bool(self.singular(t64).any())
+        coeffs = self.sde.velocity_coefficients(t64) if data else self.coefficients(t64)
+        p, q = (append_dims(c.to(y.dtype), y.ndim) for c in coeffs)
+        return self.into_(None, y, t, p, q, data=data)
 
 
 class FuncTerm:
@@ -166,6 +202,11 @@ class RungeKuttaKernel(Kernel):
         self.stage_times = [[v.expand(x.shape[0]) for v in row.unbind()] for row in dev_t.unbind()]
         stages = len(tableau.c)
         coeffs = term.coefficients(stage_t)
+        if isinstance(term, FlowTerm) and times.values[-1] == 0.0 and tableau.c[-1] == 1.0:
+            check_data_end(term.sde, times, "this Runge-Kutta method (its last stage at t_next)", ("euler",))
+        self.data = [[False] * len(tableau.c) for _ in range(len(times) - 1)]  # per interval and stage: α = 0 there
+        if isinstance(term, FlowTerm) and term.sde.singular_at_T:
+            self.data = term.singular(stage_t).tolist()
         table = coefficient_table([h, *(c[:, j] for c in coeffs for j in range(stages))], x, compile)
         self.linear = not coeffs or any(table.nonzero[1 : 1 + stages])
         self.rows = [(r[0], _stage_rows(r[1:], stages)) for r in table.rows]
@@ -173,16 +214,19 @@ class RungeKuttaKernel(Kernel):
         self.kbufs = [torch.empty_like(x) for _ in tableau.c]
         self._step = maybe_compile(self._apply, compile)
 
-    def _apply(self, x: Tensor, h: Coefficient, ts: list[Tensor], coeffs: list[tuple]) -> None:
+    def _apply(self, x: Tensor, h: Coefficient, ts: list[Tensor], coeffs: list[tuple], data: list[bool]) -> None:
         ks: list[Tensor] = []
         for j, (ai, tj, cj) in enumerate(zip(self.tableau.a, ts, coeffs, strict=True)):
             yj = x if j == 0 else combine_(self.ybuf, x, h, ai, ks)
-            ks.append(self.term.into_(self.kbufs[j], yj, tj, *cj, linear=self.linear))
+            if data[j]:
+                ks.append(self.term.into_(self.kbufs[j], yj, tj, *cj, data=True))
+            else:
+                ks.append(self.term.into_(self.kbufs[j], yj, tj, *cj, linear=self.linear))
         combine_(x, x, h, self.tableau.b, ks)
 
     def __call__(self, x: Tensor, i: int, last: bool) -> None:
         h, coeffs = self.rows[i]
-        self._step(x, h, self.stage_times[i], coeffs)
+        self._step(x, h, self.stage_times[i], coeffs, self.data[i])
 
 
 def _stage_rows(values: Sequence[Coefficient], stages: int) -> list[tuple]:

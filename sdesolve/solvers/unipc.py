@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from .dpm_solver import data_step
+from .dpm_solver import data_step, start_step
 from .programs import Form, IntervalProgram, Point, ProgramBuilder, Schedule
 
 __all__ = ["unipc_weights", "unipc"]
@@ -50,6 +50,9 @@ def unipc(sched: Schedule, order: int, lower_order_final: bool = False) -> list[
     history: list[tuple[Point, Form]] = []  # (point, D), newest first
     pending = None  # the previous interval's (α'B(h), ρ^c, Δ's, D_i, predictor sum): its corrector
     for i, (p, q) in enumerate(zip(pts[:-1], pts[1:], strict=True)):
+        if p.alpha == 0.0:  # from λ = -∞: a start of UniPC-p's order p + 1, and a warm-up from the next point on
+            b.finish(start_step(b, sched, p, q, order=order + 1))
+            continue
         d = b.evaluate(p, b.state)
         state = b.state  # x^p_i; corrected below: x^c = x^p + α B(h) (Σ ρ^p Δ - Σ ρ^c Δ - ρ^c_last (D_i - D_{i-1}))
         if pending is not None:
@@ -57,7 +60,7 @@ def unipc(sched: Schedule, order: int, lower_order_final: bool = False) -> list[
             corrected = _weighted(rho_c[:-1], deltas) + rho_c[-1] * (d - d_prev)
             state = state + scale * (predicted - corrected)
         history = [(p, d), *history]
-        p_i = min(order, i + 1, n - i if lower_order_final else order)
+        p_i = min(order, len(history), n - i if lower_order_final else order)
         h = q.lam - p.lam
         rks = [(pt.lam - p.lam) / h for pt, _ in history[1:p_i]]
         deltas = [(dk - d) / rk for rk, (_, dk) in zip(rks, history[1:p_i], strict=True)]

@@ -126,8 +126,16 @@ def _step_map(pred: Predictor, data: Gaussian, sde: LinearSDE, t: Tensor, t_next
     """
     if not isinstance(pred, AffinePredictor):
         return _probed_step(pred, t, t_next, data.score_fn(sde), data.mean)
-    a, b, c = (v.to(data.mean.dtype) for v in pred.coefficients(t.double(), t_next.double()))
+    columns, in_data = pred.table(t.double().reshape(1), t_next.double().reshape(1))
+    a, b, c = (v.to(data.mean.dtype)[0] for v in columns)
     marginal = data.marginal(sde, t)
+    if bool(in_data[0]):  # a step in the data prediction (α = 0): D = μσ²/v + (α s²/v) x, affine too
+        alpha = sde.mean_coeff(t.double()).to(data.mean.dtype)
+        return (
+            a + b * alpha * data.var / marginal.var,
+            b * data.mean * sde.std(t) ** 2 / marginal.var,
+            c * torch.ones_like(data.mean),
+        )
     return a - b / marginal.var, b * marginal.mean / marginal.var, c * torch.ones_like(data.mean)
 
 
@@ -167,6 +175,8 @@ class OrderStudy:
     Attributes:
         kind: ``"strong"`` or ``"weak"``; method: how the errors were measured.
         se: Monte Carlo standard errors of the errors (zeros for exact propagation).
+        resolution: what the order is fitted against instead of ``steps`` (None: the steps), e.g. the inverse
+            λ-step of grids whose first interval starts at λ = -∞ (`sdesolve.verify.few_step.lambda_resolution`).
     """
 
     kind: str
@@ -175,10 +185,11 @@ class OrderStudy:
     errors: np.ndarray
     se: np.ndarray
     expected: float
+    resolution: tuple[float, ...] | None = None
     fit: OrderFit = field(init=False)
 
     def __post_init__(self) -> None:
-        self.fit = fit_order(self.steps, self.errors)
+        self.fit = fit_order(self.steps if self.resolution is None else self.resolution, self.errors)
 
     @property
     def mc_ok(self) -> bool:

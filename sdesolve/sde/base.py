@@ -1,8 +1,8 @@
-r"""Forward SDEs of score-based generative modelling and their reverse-time SDEs.
+r"""The SDE bases: `SDE` (any Itô SDE with additive noise), `LinearSDE` (x_t = α(t)x₀ + σ(t)ε, the schedule in closed
+form: λ, σ̃ and their inverses, the data prediction), and `ReverseSDE`.
 
-Song et al. 2021, *Score-Based Generative Modeling through Stochastic Differential Equations*
-(ICLR): forward SDE eq. (5) $\mathrm dx = f(x,t)\,\mathrm dt + g(t)\,\mathrm dw$, reverse SDE eq. (6),
-probability flow eq. (13), VE/VP/sub-VP SDEs eqs. (9), (11), (12) and Appendix B.
+Song et al. 2021, *Score-Based Generative Modeling through Stochastic Differential Equations* (ICLR): forward SDE
+eq. (5) $\mathrm dx = f(x,t)\,\mathrm dt + g(t)\,\mathrm dw$, reverse SDE eq. (6), probability flow eq. (13).
 """
 
 from __future__ import annotations
@@ -14,11 +14,10 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from ._utils import (
+from .._utils import (
     TimeLike,
     append_dims,
     batch_time,
-    check_choice,
     check_float_dtype,
     check_int,
     check_positive,
@@ -35,15 +34,12 @@ Coefficient = float | Tensor
 __all__ = [
     "SDE",
     "LinearSDE",
-    "VESDE",
-    "VPSDE",
-    "SubVPSDE",
     "ReverseSDE",
     "ScoreFn",
-    "SDES",
-    "get_sde",
     "require_linear",
     "data_prediction",
+    "REVERSE_DIFFUSIONS",
+    "reverse_diffusion",
 ]
 
 
@@ -145,6 +141,10 @@ class LinearSDE(SDE):
     `log_mean_coeff` $\log\alpha(t)$ and `std` $\sigma(t)$.
     """
 
+    singular_at_T: bool = False
+    r"""Whether $\alpha(T) = 0$ (rectified flow, cosine): there $\lambda = -\infty$, $f$ and $g$ are infinite and samplers
+    step from $T$ in the data prediction; only $T$ can be such a point ($\lambda$ is strictly decreasing)."""
+
     @abc.abstractmethod
     def drift_coeff(self, t: Tensor) -> Tensor:
         """Scalar drift coefficient $f(t)$, ``[B]``."""
@@ -177,6 +177,25 @@ class LinearSDE(SDE):
         r"""Variance $G^2 = \sigma(t)^2 - r^2\sigma(t')^2$ of $x_t \mid x_{t'}$, $r = \alpha(t)/\alpha(t')$."""
         return self.std(t) ** 2 - (self.mean_ratio(t, t_next) * self.std(t_next)) ** 2
 
+    def d_mean_coeff(self, t: TimeLike) -> Tensor:
+        r"""$\alpha'(t) = f(t)\,\alpha(t)$ (schedules given by $\alpha$ and $\sigma$ give it in closed form)."""
+        t = torch.as_tensor(t)
+        return self.drift_coeff(t) * self.mean_coeff(t)
+
+    def d_std(self, t: TimeLike) -> Tensor:
+        r"""$\sigma'(t) = (2f\sigma^2 + g^2)/(2\sigma)$, from $(\sigma^2)' = 2f\sigma^2 + g^2$ (infinite where $\sigma = 0$ and $g > 0$)."""
+        t = torch.as_tensor(t)
+        sigma = self.std(t)
+        return (2 * self.drift_coeff(t) * sigma**2 + self.diffusion(t) ** 2) / (2 * sigma)
+
+    def velocity_coefficients(self, t: TimeLike) -> tuple[Tensor, Tensor]:
+        r"""$(P, Q)$ of the probability-flow velocity in the data prediction, $u = f x - \tfrac12 g^2\nabla\log p_t = P x + Q D$:
+        $P = \sigma'/\sigma$, $Q = \alpha' - \alpha\sigma'/\sigma$ ($u = \alpha'D + \sigma'(x - \alpha D)/\sigma$). Finite where
+        $\alpha = 0$ (rectified flow and cosine at $T$), where $f$ and $g$ are not."""
+        t = torch.as_tensor(t)
+        ratio = self.d_std(t) / self.std(t)
+        return ratio, self.d_mean_coeff(t) - self.mean_coeff(t) * ratio
+
     # -- the schedule in log-SNR and noise level: one place for grids, solvers and adapters --------------------
     def marginal_lambda(self, t: TimeLike) -> Tensor:
         r"""Half log-SNR $\lambda(t) = \log\alpha(t) - \log\sigma(t)$ (DPM-Solver's ``marginal_lambda``), decreasing in t."""
@@ -207,6 +226,11 @@ class LinearSDE(SDE):
     def inverse_noise_level(self, level: Tensor) -> Tensor:
         r"""The time $t \in [0, T]$ with $\tilde\sigma(t) =$ ``level`` (float64): `inverse_lambda` of $-\log\tilde\sigma$."""
         return self.inverse_lambda(-torch.as_tensor(level, dtype=torch.float64).log())
+
+    def score_from_data(self, x: Tensor, data: Tensor, t: TimeLike) -> Tensor:
+        r"""Tweedie's formula inverted, the score of a data prediction: $\nabla\log p_t(x) = (\alpha(t)D - x)/\sigma(t)^2$."""
+        t = batch_time(t, x)
+        return (append_dims(self.mean_coeff(t), x.ndim) * data - x) / append_dims(self.std(t), x.ndim) ** 2
 
     def data_prediction(self, x: Tensor, score: Tensor, t: TimeLike) -> Tensor:
         r"""Tweedie's $D = \mathbb E[x_0 \mid x_t = x] = (x + \sigma(t)^2\nabla\log p_t(x))/\alpha(t)$ (`data_prediction`),
@@ -250,6 +274,34 @@ def data_prediction(
     return out.div_(alpha) if isinstance(alpha, Tensor) else out.mul_(1.0 / alpha)
 
 
+REVERSE_DIFFUSIONS = ("g", "sigma", "none")
+r"""Named diffusions $w(t)$ of the reverse SDEs with $p_t$'s marginals, $\mathrm dx = [f x - \tfrac12(g^2 + w^2)\nabla\log p_t]\,
+\mathrm dt + w\,\mathrm d\bar W$: ``"g"`` (score_sde's reverse SDE, Anderson 1982), ``"sigma"`` ($w = \sigma(t)$, one of
+SiT's choices, finite where $g$ is not), ``"none"`` ($w = 0$: the probability flow)."""
+
+
+def reverse_diffusion(sde: LinearSDE, w: str | float | Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
+    r"""The diffusion $w(t)$ (a function of float64 times) of a reverse SDE with the forward SDE's marginals.
+
+    Args:
+        sde: the forward SDE.
+        w: a name of `REVERSE_DIFFUSIONS`, a constant $w \ge 0$, or a function ``w(t) -> tensor`` ($\ge 0$).
+    """
+    if isinstance(w, str):
+        if w not in REVERSE_DIFFUSIONS:
+            raise ValueError(
+                f"unknown diffusion {w!r}; choose one of: {', '.join(REVERSE_DIFFUSIONS)}, a number or w(t)"
+            )
+        return {"g": sde.diffusion, "sigma": sde.std, "none": torch.zeros_like}[w]
+    if callable(w):
+        return w
+    if isinstance(w, bool) or not isinstance(w, (int, float)) or not (math.isfinite(w) and w >= 0):
+        raise ValueError(
+            f"diffusion must be a name ({', '.join(REVERSE_DIFFUSIONS)}), a finite number >= 0 or w(t), got {w!r}"
+        )
+    return lambda t: torch.full_like(torch.as_tensor(t), float(w))
+
+
 def require_linear(sde: object, who: str) -> LinearSDE:
     """``sde`` if it is a `LinearSDE` (closed-form α(t), σ(t)), else a ``TypeError`` naming ``who`` and the value."""
     if not isinstance(sde, SDE):
@@ -257,151 +309,6 @@ def require_linear(sde: object, who: str) -> LinearSDE:
     if not isinstance(sde, LinearSDE):
         raise TypeError(f"{who} needs a LinearSDE (closed-form alpha(t), sigma(t)), got {sde!r}")
     return sde
-
-
-class VESDE(LinearSDE):
-    r"""Variance-exploding SDE (Song et al. 2021, eq. 9; NCSN++).
-
-    $\sigma(t) = \sigma_{\min}(\sigma_{\max}/\sigma_{\min})^t$, $f = 0$,
-    $g(t) = \sigma(t)\sqrt{2\log(\sigma_{\max}/\sigma_{\min})}$, prior $\mathcal N(0, \sigma_{\max}^2 I)$.
-
-    Following score_sde, `marginal_prob` reports std $\sigma(t)$ rather than
-    $\sqrt{\sigma(t)^2 - \sigma_{\min}^2}$: $p_0$ is the data smoothed by $\mathcal N(0, \sigma_{\min}^2)$.
-    """
-
-    def __init__(self, sigma_min: float = 0.01, sigma_max: float = 50.0, N: int = 1000, T: float = 1.0):
-        super().__init__(N=N, T=T)
-        self.sigma_min = check_positive("sigma_min", sigma_min)
-        self.sigma_max = check_positive("sigma_max", sigma_max)
-        if self.sigma_min >= self.sigma_max:
-            raise ValueError(f"sigma_min must be < sigma_max, got sigma_min={sigma_min!r}, sigma_max={sigma_max!r}")
-        self._log_ratio = math.log(self.sigma_max / self.sigma_min)
-
-    def _params(self) -> dict[str, float]:
-        return {"sigma_min": self.sigma_min, "sigma_max": self.sigma_max, "N": self.N}
-
-    def drift_coeff(self, t: Tensor) -> Tensor:
-        return torch.as_tensor(t) * 0.0  # zero, but stays on t's device, dtype and autograd graph
-
-    def diffusion(self, t: TimeLike) -> Tensor:
-        return self.std(t) * math.sqrt(2 * self._log_ratio / self.T)
-
-    def log_mean_coeff(self, t: Tensor) -> Tensor:
-        return torch.as_tensor(t) * 0.0
-
-    def std(self, t: TimeLike) -> Tensor:
-        t = torch.as_tensor(t)
-        return self.sigma_min * torch.exp(t / self.T * self._log_ratio)
-
-    def transition_var(self, t: Tensor, t_next: Tensor) -> Tensor:
-        # sigma_t^2 - sigma_t'^2 = sigma_t'^2 expm1(2 log(ratio) (t - t')): no cancellation for t ≈ t'.
-        return self.std(t_next) ** 2 * torch.expm1(2 * self._log_ratio * (t - t_next) / self.T)
-
-    def inverse_lambda(self, lam: Tensor) -> Tensor:
-        r"""Closed form: $\lambda = -\log\sigma(t)$, so $t = T(-\lambda - \log\sigma_{\min})/\log(\sigma_{\max}/\sigma_{\min})$,
-        clamped to $[0, T]$."""
-        lam = torch.as_tensor(lam, dtype=torch.float64)
-        return ((-lam - math.log(self.sigma_min)) * (self.T / self._log_ratio)).clamp(0.0, self.T)
-
-    def prior_sampling(self, shape, generator=None, device=None, dtype=None) -> Tensor:
-        return self._gaussian_prior(shape, generator, device, dtype, self.sigma_max)
-
-    def prior_logp(self, z: Tensor) -> Tensor:
-        return self._gaussian_prior_logp(z, self.sigma_max)
-
-    def prior_from_normal(self, z: Tensor) -> Tensor:
-        return self.sigma_max * z
-
-
-class _BetaSDE(LinearSDE):
-    r"""Shared linear noise schedule $\beta(t) = \beta_{\min} + \tfrac tT(\beta_{\max} - \beta_{\min})$."""
-
-    def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, N: int = 1000, T: float = 1.0):
-        super().__init__(N=N, T=T)
-        self.beta_min = check_positive("beta_min", beta_min, strict=False)
-        self.beta_max = check_positive("beta_max", beta_max)
-        if self.beta_max < self.beta_min:
-            raise ValueError(f"beta_max must be >= beta_min, got beta_min={beta_min!r}, beta_max={beta_max!r}")
-
-    def _params(self) -> dict[str, float]:
-        return {"beta_min": self.beta_min, "beta_max": self.beta_max, "N": self.N}
-
-    def beta(self, t: TimeLike) -> Tensor:
-        r"""Noise rate $\beta(t)$."""
-        t = torch.as_tensor(t)
-        return self.beta_min + t / self.T * (self.beta_max - self.beta_min)
-
-    def drift_coeff(self, t: Tensor) -> Tensor:
-        return -0.5 * self.beta(t)
-
-    def log_mean_coeff(self, t: Tensor) -> Tensor:
-        r"""$\log\alpha(t) = -\tfrac12\int_0^t\beta = -\tfrac{t^2}{4T}(\beta_{\max}-\beta_{\min}) - \tfrac t2\beta_{\min}$."""
-        t = torch.as_tensor(t)
-        return -0.25 * t**2 / self.T * (self.beta_max - self.beta_min) - 0.5 * t * self.beta_min
-
-    def _time_for_log_mean(self, L: Tensor) -> Tensor:
-        r"""The $t \in [0, T]$ with $-2\log\alpha(t) = \tfrac{\beta_{\max} - \beta_{\min}}{2T}t^2 + \beta_{\min}t = L \ge 0$:
-        the quadratic's root $t = 2L/(\beta_{\min} + \sqrt{\beta_{\min}^2 + 2(\beta_{\max} - \beta_{\min})L/T})$ (rationalised:
-        no cancellation as $L \to 0$ or $\beta_{\max} \to \beta_{\min}$; DPM-Solver's ``inverse_lambda``)."""
-        root = torch.sqrt(self.beta_min**2 + 2 * (self.beta_max - self.beta_min) * L / self.T)
-        return (2 * L / (self.beta_min + root)).clamp(0.0, self.T)
-
-    def prior_sampling(self, shape, generator=None, device=None, dtype=None) -> Tensor:
-        return self._gaussian_prior(shape, generator, device, dtype, 1.0)
-
-    def prior_logp(self, z: Tensor) -> Tensor:
-        return self._gaussian_prior_logp(z, 1.0)
-
-    def prior_from_normal(self, z: Tensor) -> Tensor:
-        return z
-
-
-class VPSDE(_BetaSDE):
-    r"""Variance-preserving SDE (Song et al. 2021, eq. 11; continuous DDPM).
-
-    $f = -\tfrac12\beta(t)x$, $g = \sqrt{\beta(t)}$, $\alpha(t) = e^{-\frac12\int_0^t\beta}$,
-    $\sigma(t)^2 = 1 - \alpha(t)^2$, prior $\mathcal N(0, I)$.
-    """
-
-    def diffusion(self, t: TimeLike) -> Tensor:
-        return self.beta(t).sqrt()
-
-    def std(self, t: TimeLike) -> Tensor:
-        # 1 - alpha^2 = -expm1(2 log alpha): accurate for small t.
-        return (-torch.expm1(2 * self.log_mean_coeff(t))).sqrt()
-
-    def transition_var(self, t: Tensor, t_next: Tensor) -> Tensor:
-        # G^2 = 1 - r^2 exactly for VP (sigma^2 = 1 - alpha^2).
-        return -torch.expm1(2 * (self.log_mean_coeff(t) - self.log_mean_coeff(t_next)))
-
-    def inverse_lambda(self, lam: Tensor) -> Tensor:
-        r"""Closed form: $\sigma^2 = 1 - \alpha^2$ gives $-2\log\alpha = \log(1 + e^{-2\lambda}) = \max(a, 0) +
-        \log(1 + e^{-|a|})$, $a = -2\lambda$ (exact for large $|\lambda|$; written out rather than ``torch.logaddexp``, whose
-        vectorised and scalar CPU kernels differ in the last bit, so a sample's time would depend on its batch),
-        then the quadratic in t (`_time_for_log_mean`)."""
-        a = -2 * torch.as_tensor(lam, dtype=torch.float64)
-        return self._time_for_log_mean(a.clamp(min=0) + torch.log1p(torch.exp(-a.abs())))
-
-
-class SubVPSDE(_BetaSDE):
-    r"""Sub-variance-preserving SDE (Song et al. 2021, eq. 12).
-
-    $f = -\tfrac12\beta(t)x$, $g = \sqrt{\beta(t)(1 - \alpha(t)^4)}$, $\sigma(t) = 1 - \alpha(t)^2$,
-    prior $\mathcal N(0, I)$.
-    """
-
-    def diffusion(self, t: TimeLike) -> Tensor:
-        return (self.beta(t) * -torch.expm1(4 * self.log_mean_coeff(t))).sqrt()
-
-    def std(self, t: TimeLike) -> Tensor:
-        return -torch.expm1(2 * self.log_mean_coeff(t))
-
-    def inverse_lambda(self, lam: Tensor) -> Tensor:
-        r"""Closed form: $\sigma = 1 - \alpha^2$ gives $\tilde\sigma = 1/\alpha - \alpha$, so $\alpha = 2/(\tilde\sigma +
-        \sqrt{\tilde\sigma^2 + 4})$, i.e. $-\log\alpha = \operatorname{asinh}(\tilde\sigma/2)$, $\tilde\sigma = e^{-\lambda}$; then
-        the quadratic in t (`_time_for_log_mean`)."""
-        lam = torch.as_tensor(lam, dtype=torch.float64)
-        return self._time_for_log_mean(2 * torch.asinh(0.5 * torch.exp(-lam)))
 
 
 class ReverseSDE(SDE):
@@ -452,12 +359,3 @@ class ReverseSDE(SDE):
 
     def prior_from_normal(self, z: Tensor) -> Tensor:
         return self.forward.prior_from_normal(z)
-
-
-SDES: dict[str, type[LinearSDE]] = {"vp": VPSDE, "subvp": SubVPSDE, "ve": VESDE}
-"""The SDEs by name (the CLI's ``--sde``, the verification suite, the hypothesis strategies)."""
-
-
-def get_sde(name: str, **params) -> LinearSDE:
-    """Build the SDE registered as ``name`` (``"vp"``, ``"subvp"``, ``"ve"``) with constructor ``params``."""
-    return SDES[check_choice("sde", name, tuple(SDES))](**params)
