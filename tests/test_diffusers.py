@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from sdesolve import VESDE, VPSDE, Gaussian
+from sdesolve import ode_sample as sd_ode_sample
 
 diffusers = pytest.importorskip("diffusers")
 sd = pytest.importorskip("sdesolve.diffusers")
@@ -469,3 +470,31 @@ def test_works_without_diffusers(tmp_path):
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
     # the folder written without diffusers loads in diffusers with the same fields
     assert TheirVe.from_pretrained(tmp_path).config.snr == 0.2
+
+
+@pytest.mark.parametrize("shift", [1.0, 3.0])
+def test_flow_match_euler_equals_our_euler_on_its_sigmas(shift):
+    # FlowMatchEulerDiscreteScheduler's loop (shifted sigmas, final step to σ = 0) on a velocity model called with
+    # timesteps 1000σ, against ode_sample(method="euler") on the same sigmas with score_from_velocity(time_scale=1000).
+    # diffusers holds its sigmas and timesteps in float32 (one rounding each, 2^-24 relative); over 28 steps with
+    # |v| ≲ 5 that is ≲ 28 · 5 · 2^-24 ≈ 1e-5 in the state: atol 2e-5.
+    from sdesolve.adapters import score_from_velocity, velocity_from_score
+    from sdesolve.sde import RectifiedFlowSDE
+
+    flow = RectifiedFlowSDE()
+    data = Gaussian(torch.tensor([0.3, -0.2], dtype=torch.float64), torch.tensor([0.5, 1.2], dtype=torch.float64))
+    velocity = velocity_from_score(data.score_fn(flow), flow)
+
+    def model(x, tau):
+        return velocity(x, tau.double() / 1000)
+
+    sch = diffusers.FlowMatchEulerDiscreteScheduler(shift=shift)
+    sch.set_timesteps(28)
+    noise = torch.randn(256, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    x = noise.clone()
+    for t in sch.timesteps:
+        x = sch.step(model(x, t.expand(len(x))), t, x).prev_sample
+    ours = sd_ode_sample(flow, score_from_velocity(model, flow, time_scale=1000), x.shape, method="euler",
+                         grid=sch.sigmas.double(), x_init=noise)  # fmt: skip
+    assert float(sch.sigmas[-1]) == 0.0
+    torch.testing.assert_close(ours, x, rtol=0, atol=2e-5)

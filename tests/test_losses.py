@@ -13,8 +13,9 @@ import pytest
 import torch
 from scipy.integrate import quad
 
-from sdesolve import VESDE, VPSDE, Gaussian, SubVPSDE
-from sdesolve.losses import dsm_loss, dsm_losses, ema
+from sdesolve import VESDE, VPSDE, Gaussian, SubVPSDE, get_sde
+from sdesolve.adapters import velocity_from_score
+from sdesolve.losses import dsm_loss, dsm_losses, ema, flow_matching_loss, flow_matching_losses
 
 MU, S, DIM, N = 0.3, 0.5, 4, 40_000
 DATA = Gaussian(torch.full((DIM,), MU, dtype=torch.float64), S)
@@ -127,3 +128,50 @@ def test_ema_follows_its_recursion():
     for value in history[1:]:
         expected = d * expected + (1 - d) * value
     torch.testing.assert_close(averaged.module.weight, torch.full((2, 3), expected))
+
+
+def _d_coeffs(sde, t: float) -> tuple[float, float]:
+    t = torch.tensor([t], dtype=torch.float64)
+    return float(sde.d_mean_coeff(t)), float(sde.d_std(t))
+
+
+FLOW_SDES = [get_sde("rectified_flow"), get_sde("cosine"), VPSDE()]
+
+
+@pytest.mark.parametrize("sde", FLOW_SDES, ids=repr)
+def test_flow_matching_at_the_exact_velocity_is_the_conditional_variance(sde):
+    # target u = α'x0 + σ'z, x_t = αx0 + σz, x0 ~ N(μ, s²): the minimum is E Var(u | x_t) per coordinate,
+    # Var u - Cov(u, x_t)²/Var x_t = s²(α'σ - ασ')²/(α²s² + σ²), averaged over t ~ U[eps, T] (scipy's quad)
+    def minimum(t):
+        (alpha, sigma, _), (da, ds) = _coeffs(sde, t), _d_coeffs(sde, t)
+        return S**2 * (da * sigma - alpha * ds) ** 2 / (alpha**2 * S**2 + sigma**2)
+
+    expected = quad(minimum, EPS, sde.T - 1e-9, limit=200, points=[0.01, 0.1])[0] / (sde.T - EPS)
+    velocity = velocity_from_score(DATA.score_fn(sde), sde)
+    x0 = DATA.sample(N, generator=torch.Generator().manual_seed(1))
+    losses = flow_matching_losses(sde, velocity, x0, eps=EPS, generator=torch.Generator().manual_seed(2))
+    _within_4se(losses, expected)
+
+
+def test_flow_matching_time_scale_and_a_shifted_model():
+    # a model off by c everywhere adds 2c·mean(v - u) + c², whose expectation is c² (the residual has mean 0 given
+    # x_t); same t and z for both (common random numbers); timesteps passed as 1000 t with time_scale=1000
+    sde = get_sde("rectified_flow")
+    velocity = velocity_from_score(DATA.score_fn(sde), sde)
+    x0 = DATA.sample(N, generator=torch.Generator().manual_seed(1))
+
+    def model(x, tau):
+        return velocity(x, tau / 1000)
+
+    def losses(c):
+        return flow_matching_losses(
+            sde,
+            lambda x, tau: model(x, tau) + c,
+            x0,
+            time_scale=1000,
+            eps=EPS,
+            generator=torch.Generator().manual_seed(2),
+        )
+
+    _within_4se(losses(0.1) - losses(0.0), 0.01)
+    assert float(flow_matching_loss(sde, model, x0[:8], time_scale=1000)) > 0

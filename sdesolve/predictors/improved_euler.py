@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 from torch import Tensor
 
 from .._utils import batch_time
@@ -38,6 +39,16 @@ class ImprovedEuler(Predictor):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.sde!r}, diffusion={self.diffusion!r})"
+
+    def kernel(self, score_fn, times, x, run):
+        """Refuse, before any step, a grid from $T$ where $\alpha(T) = 0$ and $w(T)$ is infinite (as `EulerMaruyama`)."""
+        if self.sde.singular_at_T and times.values[0] == self.sde.T:
+            if not bool(torch.isfinite(self._w(torch.tensor([self.sde.T], dtype=torch.float64))).all()):
+                raise ValueError(
+                    f"{type(self).__name__}'s step from t={self.sde.T:.6g} (alpha = 0) is infinite on {self.sde!r}: "
+                    f"its diffusion w = {self.diffusion!r} is infinite there; pass a finite one, e.g. diffusion='sigma'"
+                )
+        return super().kernel(score_fn, times, x, run)
 
     def step(self, x, t, t_next, score_fn, *, noise):
         t, t_next = batch_time(t, x).double(), batch_time(t_next, x).double()
