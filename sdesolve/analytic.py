@@ -338,9 +338,9 @@ class GaussianMixture(_Mixture):
             raise ValueError(f"label must be one int, got {label!r}")
         return Gaussian(self.means[k], self._var.expand_as(self.means)[k].sqrt())
 
-    def _class_terms(self, sde: LinearSDE, labels, x: Tensor, t: TimeLike) -> tuple[Tensor, Tensor, Tensor]:
+    def _class_terms(self, sde: LinearSDE, labels: Tensor, x: Tensor, t: TimeLike) -> tuple[Tensor, Tensor, Tensor]:
         """``[B, K]`` component log-probabilities at t, the labels ``[B]`` and the moved means/variances."""
-        y = check_labels("labels", labels, self.means.shape[0]).to(x.device)
+        y = labels.to(x.device)
         if y.ndim == 1 and y.shape[0] != x.shape[0]:
             raise ValueError(f"labels has {y.shape[0]} entries, x has {x.shape[0]} rows")
         means, var = self._batched(sde, x, t)
@@ -349,6 +349,7 @@ class GaussianMixture(_Mixture):
     def class_log_prob_fn(self, sde: LinearSDE, labels: int | Tensor) -> Callable[[Tensor, Tensor], Tensor]:
         r"""Exact $\log p_t(y \mid x) = \log w_y\mathcal N_y(x) - \log\sum_k w_k\mathcal N_k(x)$ (the log-responsibility of
         component $y$ under the marginals at $t$), ``[B]``; ``labels`` one int or ``[B]``."""
+        labels = check_labels("labels", labels, self.means.shape[0])
 
         def log_prob(x: Tensor, t: TimeLike) -> Tensor:
             lp, y, _ = self._class_terms(sde, labels, x, t)
@@ -359,6 +360,7 @@ class GaussianMixture(_Mixture):
     def class_score_fn(self, sde: LinearSDE, labels: int | Tensor) -> Callable[[Tensor, Tensor], Tensor]:
         r"""Exact $\nabla_x\log p_t(y \mid x) = \nabla\log\mathcal N_y(x) - \nabla\log p_t(x)$ (component $y$'s score
         minus the mixture's), like ``x``: the classifier gradient of score_sde's class-conditional sampling."""
+        labels = check_labels("labels", labels, self.means.shape[0])
 
         def grad(x: Tensor, t: TimeLike) -> Tensor:
             lp, y, (means, var) = self._class_terms(sde, labels, x, t)

@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from ._utils import TimeLike, append_dims, batch_time, check_interval, check_labels
+from ._utils import TimeLike, append_dims, batch_time, check_int, check_interval, check_labels, check_positive
 from .sde import LinearSDE, ScoreFn, require_linear
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "cfg_score",
     "cfg_one_model",
     "guidance_interval",
+    "interval_grid",
 ]
 
 LogProbFn = Callable[[Tensor, Tensor], Tensor]
@@ -267,3 +268,58 @@ def cfg_one_model(
 
     guided = GuidedScore(evaluate, scale, bounds, "cfg_one_model")
     return guided
+
+
+def interval_grid(sde: LinearSDE, steps: int, eps: float, interval: Sequence[float]) -> Tensor:
+    r"""The logSNR grid with nodes on a guidance interval's ends: uniform in $\lambda = -\log\tilde\sigma$ on each
+    piece between $T$, the ends inside $(\epsilon, T)$ and $\epsilon$, the ``steps`` shared by $\lambda$-length
+    (largest remainders, at least one per piece).
+
+    The interval makes the guided score jump in $t$ at its ends; a step across a jump is first order whatever the
+    method. With nodes on the ends (each moved down by ulps until $\tilde\sigma \le$ the end, so that it belongs to
+    the piece below it, as in the half-open $(lo, hi]$), a method that evaluates the score on $[t_i, t_{i+1})$ only
+    sees one side of each jump; one that also evaluates at $t_{i+1}$ (Heun, RK4, UniPC's corrector) still straddles
+    it (measured in the guidance docs).
+
+    Returns:
+        A strictly decreasing float64 grid of ``steps + 1`` times from ``T`` to ``eps`` for `ode_sample(grid=...)`.
+    """
+    sde = require_linear(sde, "interval_grid")
+    bounds = check_interval("interval", interval)
+    if bounds is None:
+        raise ValueError("interval_grid needs an interval (lo, hi)")
+    steps, eps = check_int("steps", steps), check_positive("eps", eps)
+    ends = torch.tensor([sde.T, eps], dtype=torch.float64)
+    lam_T, lam_eps = (float(v) for v in sde.marginal_lambda(ends))
+    cuts = sorted(-math.log(b) for b in bounds if 0 < b < math.inf and lam_T < -math.log(b) < lam_eps)
+    knots = [lam_T, *cuts, lam_eps]
+    lengths = [b - a for a, b in zip(knots[:-1], knots[1:], strict=True)]
+    if steps < len(lengths):
+        raise ValueError(f"steps must be >= {len(lengths)} (one per piece of the interval grid), got {steps}")
+    share = [steps * n / sum(lengths) for n in lengths]
+    counts = [max(1, int(s)) for s in share]
+    for k in sorted(range(len(share)), key=lambda k: int(share[k]) - share[k])[: steps - sum(counts)]:
+        counts[k] += 1
+    while sum(counts) > steps:  # the minimum of one per piece overshot: take from the largest
+        counts[counts.index(max(counts))] -= 1
+    lam = torch.cat(
+        [
+            torch.linspace(a, b, n + 1, dtype=torch.float64)[:-1]
+            for a, b, n in zip(knots[:-1], knots[1:], counts, strict=True)
+        ]
+        + [torch.tensor([lam_eps], dtype=torch.float64)]
+    )
+    t = sde.inverse_lambda(lam)
+    t[0], t[-1] = sde.T, eps
+    for k in torch.cumsum(torch.tensor(counts[:-1]), 0).tolist():  # the nodes on the ends
+        t[k] = _on_or_below(sde, t[k], float((-lam[k]).exp()))
+    return t
+
+
+def _on_or_below(sde: LinearSDE, t: Tensor, level: float) -> Tensor:
+    r"""``t`` moved down by ulps until $	ilde\sigma(t) \le$ ``level`` in float64 and float32: a node on an interval's end
+    then belongs to the piece below it, as the half-open $(lo, hi]$ and a step evaluated from its start require."""
+    for dtype in (torch.float64, torch.float32):
+        while float(sde.noise_level(t.to(dtype))) > level:
+            t = torch.nextafter(t.to(dtype), torch.zeros((), dtype=dtype)).to(torch.float64)
+    return t

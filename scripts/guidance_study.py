@@ -1,0 +1,103 @@
+"""The solver-under-guidance study (docs/guidance.md): every fixed-step ODE method and the stochastic predictors with
+classifier-free guidance, against the exact guided laws (`sdesolve.verify.guidance`).
+
+    OMP_NUM_THREADS=1 python scripts/guidance_study.py            # measure, write scripts/guidance_study.json
+    OMP_NUM_THREADS=1 python scripts/guidance_study.py --tables   # print the docs' Markdown tables from the JSON
+
+Errors are in float64 on 64 prior paths (flows) or exact (stochastic predictors: `probe_law`, no Monte Carlo).
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sdesolve import VESDE, VPSDE, SubVPSDE
+from sdesolve.solvers.ode import LOWER_ORDER_FINAL
+from sdesolve.verify import fit_order
+from sdesolve.verify.guidance import (
+    GUIDANCE_INTERVAL,
+    GUIDANCE_SCALES,
+    STOCHASTIC_PREDICTORS,
+    STUDY_STEPS,
+    claimed_order,
+    first_nfe_below,
+    guided_flow_errors,
+    guided_sde_errors,
+    study_methods,
+)
+
+OUT = Path(__file__).with_suffix(".json")
+SDES = {"vp": VPSDE(), "subvp": SubVPSDE(), "ve": VESDE()}
+SDE_STEPS = (8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
+
+
+def _row(nfe, errors) -> dict:
+    return {"nfe": [int(n) for n in nfe], "errors": [float(e) for e in errors]}
+
+
+def measure() -> dict:
+    torch.set_num_threads(1)
+    out: dict = {"steps": STUDY_STEPS, "interval": GUIDANCE_INTERVAL, "flow": [], "sde": []}
+    configs = [("none", None, "logsnr", False), ("interval", GUIDANCE_INTERVAL, "logsnr", False),
+               ("interval", GUIDANCE_INTERVAL, "interval", False)]  # fmt: skip
+    for sde_name, sde in SDES.items():
+        for label, interval, grid, lof in configs if sde_name == "vp" else configs[:1]:
+            for w in GUIDANCE_SCALES:
+                for method in study_methods():
+                    nfe, e = guided_flow_errors(sde, method, w, interval=interval, grid=grid, lower_order_final=lof)
+                    out["flow"].append({"sde": sde_name, "interval": label, "grid": grid, "lower_order_final": lof,
+                                        "method": method, "scale": w, **_row(nfe, e)})  # fmt: skip
+                print(sde_name, label, grid, w, flush=True)
+    for w in (3.0, 15.0):  # remedies: other grids, lower_order_final
+        for grid in ("karras", "uniform", "cosine"):
+            for method in study_methods():
+                nfe, e = guided_flow_errors(SDES["vp"], method, w, grid=grid)
+                out["flow"].append({"sde": "vp", "interval": "none", "grid": grid, "lower_order_final": False,
+                                    "method": method, "scale": w, **_row(nfe, e)})  # fmt: skip
+        for method in LOWER_ORDER_FINAL:
+            nfe, e = guided_flow_errors(SDES["vp"], method, w, lower_order_final=True)
+            out["flow"].append({"sde": "vp", "interval": "none", "grid": "logsnr", "lower_order_final": True,
+                                "method": method, "scale": w, **_row(nfe, e)})  # fmt: skip
+        print("remedies", w, flush=True)
+    for w in GUIDANCE_SCALES:
+        for label, interval in (("none", None), ("interval", GUIDANCE_INTERVAL)):
+            for predictor in STOCHASTIC_PREDICTORS:
+                nfe, e = guided_sde_errors(SDES["vp"], predictor, w, SDE_STEPS, interval=interval)
+                out["sde"].append({"sde": "vp", "interval": label, "predictor": predictor, "scale": w, **_row(nfe, e)})
+        print("sde", w, flush=True)
+    return out
+
+
+def _fit(nfe, errors, lo_steps: int = 32) -> tuple[float, float]:
+    """Order fitted over the counts from ``lo_steps`` intervals on (8×: 32..256), with its CI half-width."""
+    nfe, errors = np.asarray(nfe), np.asarray(errors)
+    keep = slice(len(nfe) - 7, None)
+    fit = fit_order(nfe[keep], errors[keep])
+    return fit.slope, fit.slope - fit.lo
+
+
+def tables(data: dict) -> None:
+    rows = [r for r in data["flow"] if r["sde"] == "vp" and r["grid"] == "logsnr" and not r["lower_order_final"]]
+    for label in ("none", "interval"):
+        print(f"\n#### VP, logSNR grid, guidance interval: {label}\n")
+        print("| method | order | " + " | ".join(f"w = {w:g}" for w in GUIDANCE_SCALES) + " |")
+        print("|---|---|" + "---|" * len(GUIDANCE_SCALES))
+        for method in study_methods():
+            cells = []
+            for w in GUIDANCE_SCALES:
+                r = next(r for r in rows if r["method"] == method and r["scale"] == w and r["interval"] == label)
+                p, _ = _fit(r["nfe"], r["errors"])
+                n1 = first_nfe_below(np.asarray(r["nfe"]), np.asarray(r["errors"]))
+                cells.append(f"{p:.2f} ({n1 if n1 else '>' + str(r['nfe'][-1])})")
+            print(f"| `{method}` | {claimed_order(method)} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    if "--tables" in sys.argv:
+        tables(json.loads(OUT.read_text()))
+    else:
+        OUT.write_text(json.dumps(measure()) + "\n")
+        print(f"wrote {OUT}")
