@@ -308,11 +308,21 @@ def train_noisy_classifier(
 
 
 def train_conditional_digits(
-    *, unet_steps: int = 6000, classifier_steps: int = 8000, seed: int = 0, progress: bool = True
+    *,
+    unet_steps: int = 6000,
+    batch_size: int = 128,
+    lr: float = 2e-3,
+    ema_decay: float = 0.999,
+    classifier_steps: int = 8000,
+    seed: int = 0,
+    progress: bool = True,
 ) -> ConditionalDigitsModel:
-    """Both networks with their default settings (the shipped weights); ``info`` records configs and curves."""
+    """Both networks (`train_conditional_unet`, `train_noisy_classifier`); the defaults made the shipped weights.
+    ``info`` records the configs, settings and loss curves."""
     data = load_digits_data()
-    unet, unet_info = train_conditional_unet(data, steps=unet_steps, seed=seed, progress=progress)
+    unet, unet_info = train_conditional_unet(
+        data, steps=unet_steps, batch_size=batch_size, lr=lr, ema_decay=ema_decay, seed=seed, progress=progress
+    )
     clf, clf_info = train_noisy_classifier(data, steps=classifier_steps, seed=seed, progress=progress)
     info = {"unet_config": CONDITIONAL_UNET_CONFIG, "scheduler_config": SCHEDULER_CONFIG, "null_label": NULL_LABEL,
             "train": unet_info, "classifier": clf_info}  # fmt: skip
