@@ -42,7 +42,7 @@ def measure() -> dict:
     torch.set_num_threads(1)
     out: dict = {"steps": STUDY_STEPS, "interval": GUIDANCE_INTERVAL, "flow": [], "sde": []}
     configs = [("none", None, "logsnr", False), ("interval", GUIDANCE_INTERVAL, "logsnr", False),
-               ("interval", GUIDANCE_INTERVAL, "interval", False)]  # fmt: skip
+               ("interval", GUIDANCE_INTERVAL, "interval", False), ("interval", GUIDANCE_INTERVAL, "split", False)]  # fmt: skip
     for sde_name, sde in SDES.items():
         for label, interval, grid, lof in configs if sde_name == "vp" else configs[:1]:
             for w in GUIDANCE_SCALES:
