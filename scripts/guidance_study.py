@@ -95,8 +95,44 @@ def tables(data: dict) -> None:
             print(f"| `{method}` | {claimed_order(method)} | " + " | ".join(cells) + " |")
 
 
+def figure(data: dict, path: Path) -> None:
+    """Error vs NFE at w = 0, 3, 15 (VP, logSNR grid) and the interval's three treatments at w = 3."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = ("ddim", "dpm_solver_pp_2m", "dpm_solver_pp_3m", "unipc_2", "ipndm", "dpm_solver_3", "rk4")
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.8), dpi=90, sharey=True)
+
+    def rows(**match):
+        return [r for r in data["flow"] if r["sde"] == "vp" and not r["lower_order_final"]
+                and all(r[k] == v for k, v in match.items())]  # fmt: skip
+
+    for ax, w in zip(axes[:3], (0.0, 3.0, 15.0), strict=True):
+        for r in rows(interval="none", grid="logsnr", scale=w):
+            if r["method"] in methods:
+                ax.loglog(r["nfe"], r["errors"], ".-", label=r["method"])
+        ax.set(title=f"CFG w = {w:g}, no interval", xlabel="NFE")
+    for grid, style in (("logsnr", ":"), ("interval", "--"), ("split", "-")):
+        for r in rows(interval="interval", grid=grid, scale=3.0):
+            if r["method"] in ("dpm_solver_pp_2m", "dpm_solver_2", "heun"):
+                axes[3].loglog(r["nfe"], r["errors"], style, label=f"{r['method']} ({grid})")
+    axes[3].set(title="w = 3, interval (0.28, 5.42]", xlabel="NFE")
+    for ax in axes:
+        ax.axhline(0.01, color="gray", lw=0.7)
+        ax.set_ylim(1e-9, 10)
+        ax.legend(fontsize=6)
+    axes[0].set_ylabel("RMS error / data scale")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 if __name__ == "__main__":
-    if "--tables" in sys.argv:
+    if "--figure" in sys.argv:
+        figure(json.loads(OUT.read_text()), Path(__file__).parents[1] / "docs" / "img" / "guidance_solvers.png")
+    elif "--tables" in sys.argv:
         tables(json.loads(OUT.read_text()))
     else:
         OUT.write_text(json.dumps(measure()) + "\n")

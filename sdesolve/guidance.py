@@ -96,7 +96,7 @@ def _inside(sde: LinearSDE, bounds: tuple[float, float], t: Tensor) -> Tensor:
     return (level > bounds[0]) & (level <= bounds[1])
 
 
-def _split(sde: LinearSDE | None, bounds, t: Tensor) -> Tensor | None:
+def _guided_rows(sde: LinearSDE | None, bounds, t: Tensor) -> Tensor | None:
     """Rows where guidance applies: None for all rows (no interval), else a ``[B]`` mask (one host read follows)."""
     return None if bounds is None else _inside(sde, bounds, t)
 
@@ -151,7 +151,7 @@ def classifier_guidance(
         s = score_fn(x, t)
         guided.count(x.shape[0])
         g = gradient(x, t)
-        inside = _split(sde, bounds, t)
+        inside = _guided_rows(sde, bounds, t)
         w = torch.full_like(t, scale) if inside is None else torch.where(inside, scale, 1.0).to(t)
         return s + append_dims(w, x.ndim).to(s) * g
 
@@ -192,7 +192,7 @@ def cfg_score(
     def evaluate(x: Tensor, t: Tensor) -> Tensor:
         guided.count(x.shape[0])
         cond = cond_score_fn(x, t)
-        inside = _split(sde, bounds, t)
+        inside = _guided_rows(sde, bounds, t)
         if inside is None:
             guided.count(x.shape[0])
             return _combine(uncond_score_fn(x, t), cond, scale)
@@ -249,7 +249,7 @@ def cfg_one_model(
         if y.ndim == 1 and y.shape[0] != b:
             raise ValueError(f"labels has {y.shape[0]} entries, the batch has {b} samples")
         cond_y = y.to(x.device).expand(b)
-        inside = _split(sde, bounds, t)
+        inside = _guided_rows(sde, bounds, t)
         rows = None if inside is None else inside.nonzero()[:, 0]  # one host read with an interval
         if rows is not None and rows.numel() == 0:
             guided.count(b)

@@ -28,8 +28,8 @@ from ..sampling import ODE_METHODS, ode_sample, pc_sample
 from ..sde import get_sde
 from ..solvers.ode import FIXED_STEP
 
-DEFAULT_N = 200
-"""Samples per label: above each label's ~150 training digits, so the Fréchet distance and its floor use equal n."""
+DEFAULT_N = 160
+"""Samples per label: at least each label's 139-157 training digits, so the Fréchet distance and its floor use equal n."""
 
 
 def parse_labels(text: str) -> list[int]:
