@@ -2,7 +2,9 @@
 classifier-free guidance, against the exact guided laws (`sdesolve.verify.guidance`).
 
     OMP_NUM_THREADS=1 python scripts/guidance_study.py            # measure, write scripts/guidance_study.json
+    OMP_NUM_THREADS=1 python scripts/guidance_study.py --split    # (re)measure only the split_solve rows, merge them
     OMP_NUM_THREADS=1 python scripts/guidance_study.py --tables   # print the docs' Markdown tables from the JSON
+    OMP_NUM_THREADS=1 python scripts/guidance_study.py --figure   # docs/img/guidance_solvers.png from the JSON
 
 Errors are in float64 on 64 prior paths (flows) or exact (stochastic predictors: `probe_law`, no Monte Carlo).
 """
@@ -32,6 +34,9 @@ from sdesolve.verify.guidance import (
 OUT = Path(__file__).with_suffix(".json")
 SDES = {"vp": VPSDE(), "subvp": SubVPSDE(), "ve": VESDE()}
 SDE_STEPS = (8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
+FLOW_CONFIGS = (("none", None, "logsnr"), ("interval", GUIDANCE_INTERVAL, "logsnr"),
+                ("interval", GUIDANCE_INTERVAL, "interval"), ("interval", GUIDANCE_INTERVAL, "split"))  # fmt: skip
+"""(interval label, interval, grid): plain; the interval on the logSNR grid; on `interval_grid`; `split_solve`."""
 
 
 def _row(nfe, errors) -> dict:
@@ -41,16 +46,9 @@ def _row(nfe, errors) -> dict:
 def measure() -> dict:
     torch.set_num_threads(1)
     out: dict = {"steps": STUDY_STEPS, "interval": GUIDANCE_INTERVAL, "flow": [], "sde": []}
-    configs = [("none", None, "logsnr", False), ("interval", GUIDANCE_INTERVAL, "logsnr", False),
-               ("interval", GUIDANCE_INTERVAL, "interval", False), ("interval", GUIDANCE_INTERVAL, "split", False)]  # fmt: skip
-    for sde_name, sde in SDES.items():
-        for label, interval, grid, lof in configs if sde_name == "vp" else configs[:1]:
-            for w in GUIDANCE_SCALES:
-                for method in study_methods():
-                    nfe, e = guided_flow_errors(sde, method, w, interval=interval, grid=grid, lower_order_final=lof)
-                    out["flow"].append({"sde": sde_name, "interval": label, "grid": grid, "lower_order_final": lof,
-                                        "method": method, "scale": w, **_row(nfe, e)})  # fmt: skip
-                print(sde_name, label, grid, w, flush=True)
+    for sde_name in SDES:
+        for label, interval, grid in FLOW_CONFIGS if sde_name == "vp" else FLOW_CONFIGS[:1]:
+            out["flow"] += _flow_rows(sde_name, label, interval, grid)
     for w in (3.0, 15.0):  # remedies: other grids, lower_order_final
         for grid in ("karras", "uniform", "cosine"):
             for method in study_methods():
@@ -71,6 +69,24 @@ def measure() -> dict:
     return out
 
 
+def _flow_rows(sde_name: str, label: str, interval, grid: str) -> list[dict]:
+    """One flow configuration at every scale and method (logSNR-based grids, no ``lower_order_final``)."""
+    rows = []
+    for w in GUIDANCE_SCALES:
+        for method in study_methods():
+            nfe, e = guided_flow_errors(SDES[sde_name], method, w, interval=interval, grid=grid)
+            rows.append({"sde": sde_name, "interval": label, "grid": grid, "lower_order_final": False,
+                         "method": method, "scale": w, **_row(nfe, e)})  # fmt: skip
+        print(sde_name, label, grid, w, flush=True)
+    return rows
+
+
+def merge_split(data: dict) -> dict:
+    """``data`` with its `split_solve` rows (VP, interval) measured anew."""
+    data["flow"] = [r for r in data["flow"] if r["grid"] != "split"] + _flow_rows("vp", *FLOW_CONFIGS[3])
+    return data
+
+
 def _fit(nfe, errors, lo_steps: int = 32) -> tuple[float, float]:
     """Order fitted over the counts from ``lo_steps`` intervals on (8×: 32..256), with its CI half-width."""
     nfe, errors = np.asarray(nfe), np.asarray(errors)
@@ -79,20 +95,52 @@ def _fit(nfe, errors, lo_steps: int = 32) -> tuple[float, float]:
     return fit.slope, fit.slope - fit.lo
 
 
+def _cell(r: dict) -> str:
+    """``order (NFE from which the error stays below 1 %)``."""
+    p, _ = _fit(r["nfe"], r["errors"])
+    n1 = first_nfe_below(np.asarray(r["nfe"]), np.asarray(r["errors"]))
+    return f"{p:.2f} ({n1 if n1 else '>' + str(r['nfe'][-1])})"
+
+
+def _order_table(rows: list[dict], title: str, key: str = "method", names=None) -> None:
+    names = study_methods() if names is None else names
+    print(f"\n#### {title}\n")
+    print(f"| {key} | order | " + " | ".join(f"w = {w:g}" for w in GUIDANCE_SCALES) + " |")
+    print("|---|---|" + "---|" * len(GUIDANCE_SCALES))
+    for name in names:
+        cells = [_cell(next(r for r in rows if r[key] == name and r["scale"] == w)) for w in GUIDANCE_SCALES]
+        claim = claimed_order(name) if key == "method" else {"sde_dpm_solver_pp_2m": 2}.get(name, 1)
+        print(f"| `{name}` | {claim} | " + " | ".join(cells) + " |")
+
+
 def tables(data: dict) -> None:
-    rows = [r for r in data["flow"] if r["sde"] == "vp" and r["grid"] == "logsnr" and not r["lower_order_final"]]
+    def flow(**match):
+        return [r for r in data["flow"] if all(r[k] == v for k, v in match.items())]
+
+    _order_table(flow(sde="vp", interval="none", grid="logsnr", lower_order_final=False), "VP, no interval")
+    for name in ("subvp", "ve"):
+        _order_table(flow(sde=name, interval="none", grid="logsnr"), f"{name}, no interval")
+    for grid, what in (("logsnr", "on the logSNR grid"), ("interval", "on `interval_grid`"),
+                       ("split", "`split_solve` on `interval_grid`")):  # fmt: skip
+        if flow(interval="interval", grid=grid):
+            _order_table(flow(sde="vp", interval="interval", grid=grid), f"VP, interval (0.28, 5.42], {what}")
+    print("\n#### Remedies without an interval (VP): NFE from which the error stays below 1 %\n")
+    options = [("logsnr", False), ("karras", False), ("uniform", False), ("cosine", False), ("logsnr", True)]
+    head = [f"{g}{' + lof' if lof else ''}" for g, lof in options]
+    print("| method | " + " | ".join(f"w = 3: {h}" for h in head) + " | " + " | ".join(f"w = 15: {h}" for h in head))
+    print("|---|" + "---|" * 2 * len(options))
+    for method in study_methods():
+        cells = []
+        for w in (3.0, 15.0):
+            for grid, lof in options:
+                r = flow(sde="vp", interval="none", grid=grid, lower_order_final=lof, method=method, scale=w)
+                n1 = r and first_nfe_below(np.asarray(r[0]["nfe"]), np.asarray(r[0]["errors"]))
+                cells.append("" if not r else str(n1) if n1 else ">" + str(r[0]["nfe"][-1]))
+        print(f"| `{method}` | " + " | ".join(cells) + " |")
     for label in ("none", "interval"):
-        print(f"\n#### VP, logSNR grid, guidance interval: {label}\n")
-        print("| method | order | " + " | ".join(f"w = {w:g}" for w in GUIDANCE_SCALES) + " |")
-        print("|---|---|" + "---|" * len(GUIDANCE_SCALES))
-        for method in study_methods():
-            cells = []
-            for w in GUIDANCE_SCALES:
-                r = next(r for r in rows if r["method"] == method and r["scale"] == w and r["interval"] == label)
-                p, _ = _fit(r["nfe"], r["errors"])
-                n1 = first_nfe_below(np.asarray(r["nfe"]), np.asarray(r["errors"]))
-                cells.append(f"{p:.2f} ({n1 if n1 else '>' + str(r['nfe'][-1])})")
-            print(f"| `{method}` | {claimed_order(method)} | " + " | ".join(cells) + " |")
+        rows = [r for r in data["sde"] if r["interval"] == label]
+        _order_table(rows, f"Stochastic predictors (VP, exact law), interval: {label}", "predictor",
+                     STOCHASTIC_PREDICTORS)  # fmt: skip
 
 
 def figure(data: dict, path: Path) -> None:
@@ -116,8 +164,9 @@ def figure(data: dict, path: Path) -> None:
         ax.set(title=f"CFG w = {w:g}, no interval", xlabel="NFE")
     for grid, style in (("logsnr", ":"), ("interval", "--"), ("split", "-")):
         for r in rows(interval="interval", grid=grid, scale=3.0):
-            if r["method"] in ("dpm_solver_pp_2m", "dpm_solver_2", "heun"):
-                axes[3].loglog(r["nfe"], r["errors"], style, label=f"{r['method']} ({grid})")
+            colour = {"heun": "C0", "dpm_solver_2": "C1", "dpm_solver_pp_2m": "C2"}.get(r["method"])
+            if colour:
+                axes[3].loglog(r["nfe"], r["errors"], style, color=colour, label=f"{r['method']} ({grid})")
     axes[3].set(title="w = 3, interval (0.28, 5.42]", xlabel="NFE")
     for ax in axes:
         ax.axhline(0.01, color="gray", lw=0.7)
@@ -132,6 +181,10 @@ def figure(data: dict, path: Path) -> None:
 if __name__ == "__main__":
     if "--figure" in sys.argv:
         figure(json.loads(OUT.read_text()), Path(__file__).parents[1] / "docs" / "img" / "guidance_solvers.png")
+    elif "--split" in sys.argv:
+        torch.set_num_threads(1)
+        OUT.write_text(json.dumps(merge_split(json.loads(OUT.read_text()))) + "\n")
+        print(f"wrote {OUT}")
     elif "--tables" in sys.argv:
         tables(json.loads(OUT.read_text()))
     else:

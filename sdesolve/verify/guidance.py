@@ -54,7 +54,7 @@ __all__ = [
 GUIDANCE_SCALES = (0.0, 1.0, 3.0, 7.5, 15.0)
 GUIDANCE_INTERVAL = (0.28, 5.42)
 """Kynkäänniemi et al. 2024's interval for EDM2-S on ImageNet-512, $(\\tilde\\sigma_{lo}, \\tilde\\sigma_{hi}]$."""
-STUDY_STEPS = (4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
+STUDY_STEPS = (4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
 STOCHASTIC_PREDICTORS = ("euler_maruyama", "reverse_diffusion", "ancestral", "sde_dpm_solver_pp_2m")
 
 
