@@ -127,7 +127,7 @@ def tables(data: dict) -> None:
     print("\n#### Remedies without an interval (VP): NFE from which the error stays below 1 %\n")
     options = [("logsnr", False), ("karras", False), ("uniform", False), ("cosine", False), ("logsnr", True)]
     head = [f"{g}{' + lof' if lof else ''}" for g, lof in options]
-    print("| method | " + " | ".join(f"w = 3: {h}" for h in head) + " | " + " | ".join(f"w = 15: {h}" for h in head))
+    print("| method | " + " | ".join(f"w = {w}: {h}" for w in (3, 15) for h in head) + " |")
     print("|---|" + "---|" * 2 * len(options))
     for method in study_methods():
         cells = []
