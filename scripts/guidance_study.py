@@ -2,7 +2,8 @@
 classifier-free guidance, against the exact guided laws (`sdesolve.verify.guidance`).
 
     OMP_NUM_THREADS=1 python scripts/guidance_study.py            # measure, write scripts/guidance_study.json
-    OMP_NUM_THREADS=1 python scripts/guidance_study.py --split    # (re)measure only the split_solve rows, merge them
+    OMP_NUM_THREADS=1 python scripts/guidance_study.py --update split      # (re)measure one part, merge it
+    OMP_NUM_THREADS=1 python scripts/guidance_study.py --update adaptive   # (split_solve rows; adaptive methods)
     OMP_NUM_THREADS=1 python scripts/guidance_study.py --tables   # print the docs' Markdown tables from the JSON
     OMP_NUM_THREADS=1 python scripts/guidance_study.py --figure   # docs/img/guidance_solvers.png from the JSON
 
@@ -20,12 +21,15 @@ from sdesolve import VESDE, VPSDE, SubVPSDE
 from sdesolve.solvers.ode import LOWER_ORDER_FINAL
 from sdesolve.verify import fit_order
 from sdesolve.verify.guidance import (
+    ADAPTIVE_METHODS,
+    ADAPTIVE_TOLERANCES,
     GUIDANCE_INTERVAL,
     GUIDANCE_SCALES,
     STOCHASTIC_PREDICTORS,
     STUDY_STEPS,
     claimed_order,
     first_nfe_below,
+    guided_adaptive_errors,
     guided_flow_errors,
     guided_sde_errors,
     study_methods,
@@ -66,6 +70,7 @@ def measure() -> dict:
                 nfe, e = guided_sde_errors(SDES["vp"], predictor, w, SDE_STEPS, interval=interval)
                 out["sde"].append({"sde": "vp", "interval": label, "predictor": predictor, "scale": w, **_row(nfe, e)})
         print("sde", w, flush=True)
+    out["adaptive"] = _adaptive_rows()
     return out
 
 
@@ -81,10 +86,32 @@ def _flow_rows(sde_name: str, label: str, interval, grid: str) -> list[dict]:
     return rows
 
 
+def _adaptive_rows() -> list[dict]:
+    """The adaptive methods at every scale, with and without the interval (VP), at `ADAPTIVE_TOLERANCES`."""
+    rows = []
+    for label, interval in (("none", None), ("interval", GUIDANCE_INTERVAL)):
+        for w in GUIDANCE_SCALES:
+            for method in ADAPTIVE_METHODS:
+                nfe, e = guided_adaptive_errors(SDES["vp"], method, w, interval=interval)
+                rows.append({"sde": "vp", "interval": label, "method": method, "scale": w,
+                             "tolerances": list(ADAPTIVE_TOLERANCES), **_row(nfe, e)})  # fmt: skip
+            print("adaptive", label, w, flush=True)
+    return rows
+
+
 def merge_split(data: dict) -> dict:
     """``data`` with its `split_solve` rows (VP, interval) measured anew."""
     data["flow"] = [r for r in data["flow"] if r["grid"] != "split"] + _flow_rows("vp", *FLOW_CONFIGS[3])
     return data
+
+
+def merge_adaptive(data: dict) -> dict:
+    """``data`` with its adaptive-method rows measured anew."""
+    data["adaptive"] = _adaptive_rows()
+    return data
+
+
+UPDATES = {"split": merge_split, "adaptive": merge_adaptive}
 
 
 def _fit(nfe, errors, lo_steps: int = 32) -> tuple[float, float]:
@@ -137,6 +164,13 @@ def tables(data: dict) -> None:
                 n1 = r and first_nfe_below(np.asarray(r[0]["nfe"]), np.asarray(r[0]["errors"]))
                 cells.append("" if not r else str(n1) if n1 else ">" + str(r[0]["nfe"][-1]))
         print(f"| `{method}` | " + " | ".join(cells) + " |")
+    print("\n#### Adaptive methods (VP): NFE / error at rtol = atol = tol\n")
+    tols = data["adaptive"][0]["tolerances"]
+    print("| interval | w | method | " + " | ".join(f"tol = {t:.0e}" for t in tols) + " |")
+    print("|---|---|---|" + "---|" * len(tols))
+    for r in data["adaptive"]:
+        cells = [f"{n} / {e:.1e}" for n, e in zip(r["nfe"], r["errors"], strict=True)]
+        print(f"| {r['interval']} | {r['scale']:g} | `{r['method']}` | " + " | ".join(cells) + " |")
     for label in ("none", "interval"):
         rows = [r for r in data["sde"] if r["interval"] == label]
         _order_table(rows, f"Stochastic predictors (VP, exact law), interval: {label}", "predictor",
@@ -181,9 +215,11 @@ def figure(data: dict, path: Path) -> None:
 if __name__ == "__main__":
     if "--figure" in sys.argv:
         figure(json.loads(OUT.read_text()), Path(__file__).parents[1] / "docs" / "img" / "guidance_solvers.png")
-    elif "--split" in sys.argv:
+    elif "--update" in sys.argv:  # --update split|adaptive: (re)measure one part, merge it into the JSON
         torch.set_num_threads(1)
-        OUT.write_text(json.dumps(merge_split(json.loads(OUT.read_text()))) + "\n")
+        OUT.write_text(
+            json.dumps(UPDATES[sys.argv[sys.argv.index("--update") + 1]](json.loads(OUT.read_text()))) + "\n"
+        )
         print(f"wrote {OUT}")
     elif "--tables" in sys.argv:
         tables(json.loads(OUT.read_text()))

@@ -9,7 +9,8 @@ std) is the unconditional one, so the guided score $s_u + w(s_c - s_u)$ is affin
   through the exact guided flow map; the error is the RMS distance at ``eps`` relative to the data's scale
   $\sqrt{\operatorname{tr}\Sigma_u}$ (the unconditional law's spread), so "1 %" means 1 % of the data's spread. (Not
   relative to the guided law's own spread: the guided flow contracts it, to 5 % of the data's at $w = 3$ and
-  $10^{-6}$ at $w = 15$ on this problem.)
+  $10^{-6}$ at $w = 15$ on this problem.) Adaptive methods (`guided_adaptive_errors`): the same error at a ladder of
+  tolerances.
 - Stochastic predictors (`guided_sde_errors`): the exact law of the sampler's output (`probe_law`: the run is
   affine in $x_T$ and its draws, no Monte Carlo) against the exact law of the guided reverse SDE
   (`GuidedGaussian.reverse_law`); the error is $\max(|m - m^*|/s^*, |v/v^* - 1|)$ over coordinates.
@@ -39,10 +40,13 @@ __all__ = [
     "GUIDANCE_INTERVAL",
     "STUDY_STEPS",
     "STOCHASTIC_PREDICTORS",
+    "ADAPTIVE_METHODS",
+    "ADAPTIVE_TOLERANCES",
     "labelled_mixture",
     "guidance_pair",
     "evaluations_per_step",
     "guided_flow_errors",
+    "guided_adaptive_errors",
     "guided_sde_errors",
     "first_nfe_below",
     "local_orders",
@@ -56,6 +60,8 @@ GUIDANCE_INTERVAL = (0.28, 5.42)
 """Kynkäänniemi et al. 2024's interval for EDM2-S on ImageNet-512, $(\\tilde\\sigma_{lo}, \\tilde\\sigma_{hi}]$."""
 STUDY_STEPS = (4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
 STOCHASTIC_PREDICTORS = ("euler_maruyama", "reverse_diffusion", "ancestral", "sde_dpm_solver_pp_2m")
+ADAPTIVE_METHODS = ("dopri5", "dpm_solver_adaptive", "dpm_solver_pp_adaptive")
+ADAPTIVE_TOLERANCES = (1e-2, 1e-3, 1e-4, 1e-5)
 
 
 def labelled_mixture(dtype: torch.dtype = torch.float64) -> GaussianMixture:
@@ -135,11 +141,7 @@ def guided_flow_errors(
         n_paths: prior samples, the same for every step count.
     """
     cond, uncond = guidance_pair() if pair is None else pair
-    event = tuple(cond.event_shape)
-    score = cfg_score(cond.score_fn(sde), uncond.score_fn(sde), scale, sde=sde, interval=interval)
-    x_T = sde.prior_sampling((n_paths, *event), generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-    exact = GuidedGaussian(cond, uncond, scale, interval).flow(sde, x_T, sde.T, eps)
-    spread = float(uncond.var.sum().sqrt())  # the data's scale, not the guided law's (which collapses with w)
+    score, x_T, error = _flow_problem(sde, cond, uncond, scale, interval, n_paths, eps, seed)
     nfe, errors = [], []
     for n in steps:
         times = _grid(sde, n, eps, grid, interval)
@@ -151,8 +153,48 @@ def guided_flow_errors(
                                  lower_order_final=lower_order_final, return_info=True)  # fmt: skip
             used = info["nfe"]
         nfe.append(used)
-        errors.append(float((y - exact).reshape(n_paths, -1).pow(2).sum(1).mean().sqrt()) / spread)
+        errors.append(error(y))
     return np.asarray(nfe), np.asarray(errors)
+
+
+def guided_adaptive_errors(
+    sde: LinearSDE,
+    method: str,
+    scale: float,
+    tolerances: Sequence[float] = ADAPTIVE_TOLERANCES,
+    *,
+    interval: tuple[float, float] | None = None,
+    pair: tuple[Gaussian, Gaussian] | None = None,
+    n_paths: int = 64,
+    eps: float = 1e-3,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(nfe, errors)`` of an adaptive `ode_sample` method at ``rtol = atol = tol`` for each of ``tolerances``,
+    against the exact guided flow (the error as in `guided_flow_errors`)."""
+    cond, uncond = guidance_pair() if pair is None else pair
+    score, x_T, error = _flow_problem(sde, cond, uncond, scale, interval, n_paths, eps, seed)
+    nfe, errors = [], []
+    for tol in tolerances:
+        y, info = ode_sample(sde, score, x_T.shape, method=method, rtol=tol, atol=tol, eps=eps, x_init=x_T,
+                             return_info=True)  # fmt: skip
+        nfe.append(info["nfe"])
+        errors.append(error(y))
+    return np.asarray(nfe), np.asarray(errors)
+
+
+def _flow_problem(sde, cond: Gaussian, uncond: Gaussian, scale: float, interval, n_paths: int, eps: float, seed: int):
+    """``(score, x_T, error)``: the guided score, prior samples and ``error(y)``, the RMS distance of ``y`` to their
+    exact guided flow at ``eps`` relative to the data's scale."""
+    score = cfg_score(cond.score_fn(sde), uncond.score_fn(sde), scale, sde=sde, interval=interval)
+    shape = (n_paths, *cond.event_shape)
+    x_T = sde.prior_sampling(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    exact = GuidedGaussian(cond, uncond, scale, interval).flow(sde, x_T, sde.T, eps)
+    spread = float(uncond.var.sum().sqrt())  # the data's scale, not the guided law's (which collapses with w)
+
+    def error(y: torch.Tensor) -> float:
+        return float((y - exact).reshape(n_paths, -1).pow(2).sum(1).mean().sqrt()) / spread
+
+    return score, x_T, error
 
 
 def guided_sde_errors(
