@@ -9,7 +9,7 @@ from .adapters import (
     score_from_sigma_model,
     score_from_x0,
 )
-from .analytic import Gaussian, GaussianMixture, MultivariateGaussian, MultivariateGaussianMixture
+from .analytic import Gaussian, GaussianMixture, GuidedGaussian, MultivariateGaussian, MultivariateGaussianMixture
 from .conditional import (
     LinearObservation,
     Replacement,
@@ -33,6 +33,7 @@ from .correctors import (
     sigma_rule_step,
 )
 from .grids import cosine_grid, karras_grid, log_sigma_grid, make_grid, uniform_grid
+from .guidance import GuidedScore, cfg_one_model, cfg_score, classifier_guidance, interval_grid
 from .likelihood import DIVERGENCES, bits_per_dim, dequantization_offset, log_likelihood
 from .losses import dsm_loss, dsm_losses, ema
 from .predictors import (
@@ -69,6 +70,7 @@ __all__ = [
     "GaussianMixture",
     "MultivariateGaussian",
     "MultivariateGaussianMixture",
+    "GuidedGaussian",
     "LinearObservation",
     "inpainting_matrix",
     "colorization_matrix",
@@ -77,6 +79,11 @@ __all__ = [
     "dps_score",
     "pigdm_score",
     "gaussian_sampler_law",
+    "GuidedScore",
+    "classifier_guidance",
+    "cfg_score",
+    "cfg_one_model",
+    "interval_grid",
     "uniform_grid",
     "log_sigma_grid",
     "karras_grid",

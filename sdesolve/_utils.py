@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import operator
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -248,3 +249,42 @@ def check_generator(name: str, generator: object) -> torch.Generator | None:
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"{name} must be a torch.Generator or None, got {generator!r}")
     return generator
+
+
+def check_labels(name: str, labels: int | Sequence[int] | Tensor, num_classes: int | None = None) -> Tensor:
+    """``labels`` as an int64 tensor (0-d for one label, ``[B]`` for one per sample), each in ``[0, num_classes)``.
+
+    Raises:
+        TypeError: for non-integer labels (floats, bools).
+        ValueError: for labels out of range or of more than one dimension.
+    """
+    if isinstance(labels, bool) or (isinstance(labels, Tensor) and labels.dtype == torch.bool):
+        raise TypeError(f"{name} must be integer class labels, got {labels!r}")
+    try:
+        y = torch.as_tensor(labels)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"{name} must be an int or a 1-D sequence of ints, got {labels!r}") from None
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise TypeError(f"{name} must be integer class labels, got dtype {y.dtype}: {labels!r}")
+    if y.ndim > 1:
+        raise ValueError(f"{name} must be one label or one per sample ([B]), got shape {tuple(y.shape)}")
+    y = y.to(torch.int64)
+    top = "" if num_classes is None else f" and < {num_classes}"
+    if y.numel() == 0 or bool((y < 0).any()) or (num_classes is not None and bool((y >= num_classes).any())):
+        raise ValueError(f"{name} must be >= 0{top}, got {y.tolist()!r}")
+    return y
+
+
+def check_interval(name: str, interval: Sequence[float] | None) -> tuple[float, float] | None:
+    """A guidance interval ``(lo, hi)`` of noise levels with ``0 <= lo < hi`` (``hi`` may be inf), or None."""
+    if interval is None:
+        return None
+    try:
+        lo, hi = (float(v) for v in interval)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a pair (lo, hi) of noise levels, got {interval!r}") from None
+    if not (math.isfinite(lo) and lo >= 0 and hi > lo) or math.isnan(hi):
+        raise ValueError(
+            f"{name} must satisfy 0 <= lo < hi (noise levels sigma/alpha; hi may be inf), got {interval!r}"
+        )
+    return lo, hi

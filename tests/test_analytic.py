@@ -350,3 +350,147 @@ def test_mixture_condition_is_bayes_rule(mixture):
 def test_bad_full_covariance_parameters_raise(factory, name):
     with pytest.raises(ValueError, match=name):
         factory()
+
+
+# -- labelled mixtures and the exact guided laws ----------------------------------------------------------------------
+def labelled_mixture(dtype=torch.float64):
+    means = torch.tensor([[1.0, 0.5], [-1.0, 0.0], [0.0, -1.2]], dtype=dtype)
+    return GaussianMixture(
+        torch.tensor([0.5, 0.3, 0.2], dtype=dtype), means, torch.tensor([0.3, 0.4, 0.25], dtype=dtype)
+    )
+
+
+@pytest.mark.parametrize("sde", SDES, ids=IDS)
+def test_class_log_prob_is_bayes_and_its_gradient_is_class_score(sde):
+    """p_t(y | x) = w_y N_y / Σ w_k N_k from the component marginals (independently: torch.distributions), sums to 1
+    over labels, and autograd of its log equals class_score_fn."""
+    mix, g = labelled_mixture(), torch.Generator().manual_seed(0)
+    t = 1e-3 + 0.99 * torch.rand(32, generator=g, dtype=torch.float64)
+    x = torch.randn(32, 2, generator=g, dtype=torch.float64) * (1 + sde.std(t)[:, None])
+    logs = torch.stack([mix.class_log_prob_fn(sde, k)(x, t) for k in range(3)], 1)
+    torch.testing.assert_close(torch.logsumexp(logs, 1), torch.zeros(32, dtype=torch.float64))
+    alpha, sigma = sde.mean_coeff(t)[:, None, None], sde.std(t)[:, None, None]
+    comp = torch.distributions.Normal(alpha * mix.means, (alpha**2 * mix.stds[:, None] ** 2 + sigma**2).sqrt())
+    joint = comp.log_prob(x[:, None]).sum(-1) + mix.weights.log()
+    torch.testing.assert_close(logs, joint - torch.logsumexp(joint, 1, keepdim=True))
+    for y in (1, torch.tensor([0, 1, 2, 2] * 8)):
+        want = autograd_score(lambda z, y=y: mix.class_log_prob_fn(sde, y)(z, t), x)
+        torch.testing.assert_close(mix.class_score_fn(sde, y)(x, t), want)
+    assert torch.equal(mix.component(2).mean, mix.means[2]) and torch.equal(
+        mix.component(2).std, torch.full((2,), 0.25)
+    )
+
+
+def _guided_ode_reference(sde, cond, uncond, w, interval, x, rtol=1e-12):
+    """An independent reference: scipy's DOP853 on dx/dt = f x - ½g²(s_u + w(s_c - s_u)) in t itself."""
+    from scipy.integrate import solve_ivp
+
+    def rhs(t, z):
+        tt = torch.tensor(t, dtype=torch.float64)
+        xx = torch.as_tensor(z).reshape(x.shape)
+        level = float(sde.noise_level(tt))
+        ww = w if interval is None or interval[0] < level <= interval[1] else 1.0
+        su, sc = uncond.score_fn(sde)(xx, tt), cond.score_fn(sde)(xx, tt)
+        return (sde.drift_coeff(tt) * xx - 0.5 * sde.diffusion(tt) ** 2 * (su + ww * (sc - su))).reshape(-1).numpy()
+
+    r = solve_ivp(rhs, (sde.T, 1e-3), x.reshape(-1).numpy(), method="DOP853", rtol=rtol, atol=1e-12)
+    return torch.as_tensor(r.y[:, -1]).reshape(x.shape)
+
+
+GUIDED_CASES = [(0.0, None), (1.0, None), (3.0, None), (15.0, None), (7.5, (0.28, 5.42))]
+
+
+def _pair():
+    mix = labelled_mixture()
+    return mix.component(0), Gaussian(mix.mean, mix.std)
+
+
+SLOW_SDES = [SDES[1], *(pytest.param(s, marks=pytest.mark.slow) for s in (SDES[0], SDES[2]))]  # DOP853 at 1e-12: 3 s
+
+
+@pytest.mark.parametrize("sde", SLOW_SDES, ids=["vp", "ve", "subvp"])
+@pytest.mark.parametrize("w, interval", GUIDED_CASES)
+def test_guided_flow_matches_an_independent_ode_solve(sde, w, interval):
+    """GuidedGaussian.flow (quadrature in u = σ̃²) against DOP853 at rtol 1e-12 in t: within 1e-9 of the state's scale
+    (DOP853's global error at 1e-12, times the ~100× error growth across the interval's jumps)."""
+    from sdesolve import GuidedGaussian
+
+    cond, uncond = _pair()
+    x = sde.prior_sampling((3, 2), generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    got = GuidedGaussian(cond, uncond, w, interval).flow(sde, x, sde.T, 1e-3)
+    torch.testing.assert_close(got, _guided_ode_reference(sde, cond, uncond, w, interval, x), rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("sde", SDES, ids=IDS)
+def test_guided_flow_reference_against_itself_and_the_exact_flows(sde):
+    """Quadrature at rtol 1e-9 and 1e-13 agree to 1e-9 (the looser one's error); scale 0 and 1 are `Gaussian.flow` of
+    the unconditional and conditional laws; flow_law is the flow's push-forward."""
+    from sdesolve import GuidedGaussian
+
+    cond, uncond = _pair()
+    x = sde.prior_sampling((4, 2), generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    for w, interval in GUIDED_CASES:
+        tight = GuidedGaussian(cond, uncond, w, interval).flow(sde, x, sde.T, 1e-3)
+        loose = GuidedGaussian(cond, uncond, w, interval, rtol=1e-9).flow(sde, x, sde.T, 1e-3)
+        torch.testing.assert_close(loose, tight, rtol=0, atol=1e-9)
+    for w, law in ((0.0, uncond), (1.0, cond)):  # round-off only, amplified by 1/α(T) ≈ 160 (VP) in x/α
+        got = GuidedGaussian(cond, uncond, w).flow(sde, x, sde.T, 1e-3)
+        torch.testing.assert_close(got, law.flow(sde, x, sde.T, 1e-3), rtol=0, atol=1e-10)
+    gg, start = GuidedGaussian(cond, uncond, 3.0), Gaussian(torch.tensor([0.1, -0.2]).double(), 0.7)
+    pushed = gg.flow_law(sde, start, sde.T, 0.5)
+    ends = gg.flow(sde, torch.stack([start.mean, start.mean + start.std]), sde.T, 0.5)
+    torch.testing.assert_close(pushed.mean, ends[0])
+    torch.testing.assert_close(pushed.std, ends[1] - ends[0])
+
+
+@pytest.mark.parametrize("sde", SLOW_SDES, ids=["vp", "ve", "subvp"])
+@pytest.mark.parametrize("w, interval", GUIDED_CASES[1:])
+def test_guided_reverse_law_matches_the_moment_odes(sde, w, interval):
+    """reverse_law against DOP853 on the moment ODEs of the guided reverse SDE in t, dm/dt = k m - g²b,
+    dV/dt = 2kV - g² (k = f + g²a for the guided score -a x + b): within 1e-9; at w = 1 from the exact p_T(x | y)
+    it is the exact marginal p_eps(x | y) (the reverse SDE of the true conditional score keeps the marginals)."""
+    from scipy.integrate import solve_ivp
+
+    from sdesolve import GuidedGaussian
+
+    cond, uncond = _pair()
+    start = Gaussian(torch.zeros(2, dtype=torch.float64), float(sde.std(torch.tensor(1.0))))
+    law = GuidedGaussian(cond, uncond, w, interval).reverse_law(sde, start, sde.T, 1e-3)
+
+    def rhs(t, z):
+        tt = torch.tensor([t], dtype=torch.float64)
+        alpha, s2 = sde.mean_coeff(tt), sde.std(tt) ** 2
+        level = float(sde.noise_level(tt))
+        ww = w if interval is None or interval[0] < level <= interval[1] else 1.0
+        vu, vc = alpha**2 * uncond.var + s2, alpha**2 * cond.var + s2
+        a = (1 - ww) / vu + ww / vc
+        b = alpha * ((1 - ww) * uncond.mean / vu + ww * cond.mean / vc)
+        g2 = sde.diffusion(tt) ** 2
+        k = sde.drift_coeff(tt) + g2 * a
+        return torch.cat([k * torch.as_tensor(z[:2]) - g2 * b, 2 * k * torch.as_tensor(z[2:]) - g2]).numpy()
+
+    z0 = torch.cat([start.mean, start.var]).numpy()
+    r = solve_ivp(rhs, (sde.T, 1e-3), z0, method="DOP853", rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(law.mean, torch.as_tensor(r.y[:2, -1]), rtol=0, atol=1e-9)
+    torch.testing.assert_close(law.var, torch.as_tensor(r.y[2:, -1]), rtol=1e-9, atol=0)
+    exact = GuidedGaussian(cond, uncond, 1.0).reverse_law(sde, cond.marginal(sde, sde.T), sde.T, 1e-3)
+    torch.testing.assert_close(exact.mean, cond.marginal(sde, 1e-3).mean, rtol=0, atol=1e-10)  # 1/α(T) × round-off
+    torch.testing.assert_close(exact.std, cond.marginal(sde, 1e-3).std, rtol=1e-10, atol=0)
+
+
+def test_guided_gaussian_bad_input():
+    from sdesolve import GuidedGaussian
+
+    cond, uncond = _pair()
+    with pytest.raises(ValueError, match="scale"):
+        GuidedGaussian(cond, uncond, -1.0)
+    with pytest.raises(ValueError, match="interval"):
+        GuidedGaussian(cond, uncond, 2.0, interval=(1.0, 0.5))
+    with pytest.raises(ValueError, match="event shape"):
+        GuidedGaussian(cond, Gaussian(0.0, 1.0, event_shape=(3,)), 2.0)
+    with pytest.raises(TypeError, match="Gaussian"):
+        GuidedGaussian(cond, labelled_mixture(), 2.0)
+    with pytest.raises(ValueError, match="rtol"):
+        GuidedGaussian(cond, uncond, 2.0, rtol=1e-16)
+    with pytest.raises(ValueError, match="t"):
+        GuidedGaussian(cond, uncond, 2.0).flow(VPSDE(), torch.zeros(1, 2, dtype=torch.float64), 1.5, 0.1)

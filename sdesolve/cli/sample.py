@@ -28,8 +28,9 @@ from ..problems import ring_mixture
 from ..sampling import ODE_METHODS, ode_sample, pc_sample
 from ..sde import get_sde
 from ..solvers.ode import FIXED_STEP
-from ._common import check_device, option, reported, writable_dir
+from ._common import check_device, fail, option, reported, writable_dir
 from .sample_digits import sample_digits
+from .sample_guided import parse_floats, parse_labels, sample_digits_guided
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 EPS = 1e-3
@@ -89,6 +90,16 @@ def sample(
     ode: bool = typer.Option(False, "--ode", help="Integrate the probability-flow ODE instead of PC sampling."),
     method: str = typer.Option("dopri5", help=f"ODE method with --ode: {', '.join(ODE_METHODS)}."),
     out: str = typer.Option("sdesolve-out", help="Output folder for samples.npy, samples.png and metrics.json."),
+    label: str | None = typer.Option(
+        None, help="digits: sample the class-conditional model for this digit (0-9), a list (1,7) or 'all'."
+    ),
+    guidance: str = typer.Option("1.0", help="With --label: guidance scale, or a comma list for a sweep (0,1,2,4)."),
+    classifier_guidance: bool = typer.Option(
+        False, "--classifier-guidance", help="With --label: the noise-conditional classifier's gradient, not CFG."
+    ),
+    guidance_interval: str | None = typer.Option(
+        None, help="With --label: guide only at noise levels sigma/alpha in (lo, hi], given as lo,hi."
+    ),
 ) -> None:
     """Sample the 8-mode ring mixture (exact score) or the digits UNet and report metrics (ring: against p_eps).
 
@@ -108,7 +119,14 @@ def sample(
         option("--predictor", check_choice, "predictor", predictor, tuple(PREDICTORS))
         option("--corrector", check_choice, "corrector", corrector, tuple(CORRECTORS))
     torch_device = check_device("--device", device)
+    guided = _guided_options(problem, label, guidance, classifier_guidance, guidance_interval)
     out = writable_dir("--out", out)
+    if guided is not None:
+        with reported((ValueError, TypeError, RuntimeError, FloatingPointError, OSError)):
+            sample_digits_guided(**guided, sde=sde, predictor=predictor, corrector=corrector, steps=steps, snr=snr,
+                                 n=n, seed=seed, device=str(torch_device), dtype=torch_dtype, ode=ode, method=method,
+                                 eps=EPS, out=out)  # fmt: skip
+        return
     if problem == "digits":
         with reported((ValueError, TypeError, RuntimeError, FloatingPointError, OSError)):
             sample_digits(sde=sde, predictor=predictor, corrector=corrector, steps=steps, snr=snr, n=n, seed=seed,
@@ -123,6 +141,23 @@ def sample(
         if x is not None:  # rank 0
             _write(x, info, wall, sde_obj, out, sde=sde, predictor=predictor, corrector=corrector, steps=steps,
                    snr=snr, n=n, seed=seed, device=device, dtype=dtype, ode=ode, method=method)  # fmt: skip
+
+
+def _guided_options(problem, label, guidance, classifier_guidance, guidance_interval) -> dict | None:
+    """The class-conditional options, validated (None without ``--label``)."""
+    if label is None:
+        if guidance != "1.0" or classifier_guidance or guidance_interval is not None:
+            fail("--guidance, --classifier-guidance and --guidance-interval need --label (class-conditional digits)")
+        return None
+    if problem != "digits":
+        fail(f"--label needs --problem digits (the class-conditional digits model), got --problem {problem}")
+    interval = None if guidance_interval is None else option("--guidance-interval", parse_floats,
+                                                                "--guidance-interval", guidance_interval, 2)  # fmt: skip
+    if interval is not None and not interval[0] < interval[1]:
+        fail(f"--guidance-interval must be lo,hi with lo < hi, got {guidance_interval!r}")
+    return {"labels": option("--label", parse_labels, label),
+            "scales": option("--guidance", parse_floats, "--guidance", guidance),
+            "classifier": classifier_guidance, "interval": None if interval is None else tuple(interval)}  # fmt: skip
 
 
 def _run(sde_obj, n, seed, device, torch_dtype, predictor, corrector, steps, snr, ode, method) -> tuple:

@@ -74,7 +74,8 @@ def ode_sample(
         check_finite: raise ``FloatingPointError`` if the result is non-finite (naming the step for fixed steps).
         return_info: also return ``{"nfe", "method"}`` (and ``"grid"`` for fixed-step methods; for the
             per-sample DPM-Solver methods also ``"nfe_per_sample"``, ``"accepted"``, ``"rejected"`` (``[B]``) and
-            ``"iterations"``: ``"nfe"`` counts batched score calls, the largest per-sample NFE).
+            ``"iterations"``: ``"nfe"`` counts batched score calls, the largest per-sample NFE); a guided score adds
+            ``"model_calls"`` and ``"model_rows"`` (`sdesolve.guidance.GuidedScore`).
 
     Returns:
         Samples ``[B, *event]`` at ``eps`` (and the info dict with ``return_info``).
@@ -101,5 +102,5 @@ def ode_sample(
             info=info,
         )  # fmt: skip
     y = finish(y, r.dtype, check_finite and r.times is None, f"the probability-flow ODE ({method}, T -> eps={eps})")
-    info = {"nfe": nfe, "method": method, **({} if r.times is None else {"grid": r.times.device}), **info}
+    info = {"nfe": nfe, "method": method, **({} if r.times is None else {"grid": r.times.device}), **info, **r.usage()}
     return (y, info) if return_info else y

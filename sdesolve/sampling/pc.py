@@ -128,7 +128,8 @@ def pc_sample(
         check_finite: raise ``FloatingPointError`` naming the first non-finite step (one sync after the loop).
         progress: show a tqdm bar.
         return_info: also return ``{"nfe", "steps", "grid"}`` (``grid`` in float32 or float64 on the device;
-            ``nfe`` the score evaluations of the run).
+            ``nfe`` the score evaluations of the run; a guided score (`sdesolve.guidance.GuidedScore`) adds
+            ``model_calls`` and ``model_rows``, the model evaluations behind them).
 
     Returns:
         Samples ``[B, *event]`` at ``eps`` (and the info dict with ``return_info``).
@@ -171,4 +172,4 @@ def pc_sample(
         return x
     n = len(r.times) - 1
     nfe = predictor_kernel.calls(n) + (0 if corrector_kernel is None else corrector_kernel.calls(n))
-    return x, {"nfe": nfe, "steps": n, "grid": r.times.device}
+    return x, {"nfe": nfe, "steps": n, "grid": r.times.device, **r.usage()}

@@ -10,7 +10,7 @@ are written once here, so an entry point is its own loop and nothing else.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -48,6 +48,7 @@ __all__ = [
     "master",
     "execution_mode",
     "finish",
+    "model_usage",
 ]
 
 EXECUTIONS = ("eager", "compile", "cuda_graph")
@@ -208,6 +209,16 @@ def finish(y: Tensor, dtype: torch.dtype, check_finite: bool, what: str) -> Tens
     return y.to(dtype)
 
 
+def model_usage(score_fn: ScoreFn) -> Callable[[], dict[str, int]]:
+    """The ``info`` entries of a score that counts its model evaluations (attributes ``model_calls`` and
+    ``model_rows``, as `sdesolve.guidance.GuidedScore`): a function giving what was evaluated since this call, so an
+    entry point reports its own run's counts; ``{}`` for other scores (``info["nfe"]`` counts score evaluations)."""
+    calls, rows = getattr(score_fn, "model_calls", None), getattr(score_fn, "model_rows", None)
+    if not (isinstance(calls, int) and isinstance(rows, int)):
+        return dict
+    return lambda: {"model_calls": score_fn.model_calls - calls, "model_rows": score_fn.model_rows - rows}
+
+
 @dataclass
 class Run:
     """A prepared run: the working state and everything the entry point's loop reads.
@@ -222,6 +233,7 @@ class Run:
         compile: each fused step through ``torch.compile``.
         graph: the loop captured as one CUDA graph.
         keyed: the per-sample keyed draws (None without ``seeds``).
+        usage: the score's model evaluations during the run, for ``info`` (`model_usage`).
     """
 
     sde: SDE
@@ -233,6 +245,7 @@ class Run:
     compile: bool
     graph: bool
     keyed: KeyedNormal | None
+    usage: Callable[[], dict[str, int]] = dict
 
 
 def prepare(
@@ -270,6 +283,7 @@ def prepare(
         progress: whether the loop shows a progress bar (not with a CUDA graph).
         noisy: whether the run draws noise (False: no noise source).
     """
+    usage = model_usage(score_fn)
     x, keyed = initial_state(sde, shape, x_init, generator, device, dtype, seeds)
     if execution == "cuda_graph" and callable(brownian):  # a user's path object answers on the host, draw by draw
         raise ValueError(
@@ -280,4 +294,4 @@ def prepare(
     x, score = master(x, checked_score(score_fn))
     times = None if grid is None else TimeTable(grid, x)
     noise = noise_source(sde, times, x, generator, keyed, brownian) if noisy else None
-    return Run(sde, x, out_dtype, score, noise, times, execution == "compile", graph, keyed)
+    return Run(sde, x, out_dtype, score, noise, times, execution == "compile", graph, keyed, usage)

@@ -60,7 +60,8 @@ def sde_adaptive_sample(
         generator: the only source of randomness (prior and increments).
         seeds: one integer per sample instead of ``generator``: row i's prior and draws depend only on
             ``seeds[i]``, so its path (steps, rejections, NFE) is the same in any batch.
-        return_info: also return ``{"nfe", "iterations", "rejected"}``.
+        return_info: also return ``{"nfe", "iterations", "rejected"}`` (and a guided score's ``"model_calls"``,
+            ``"model_rows"``).
         check_finite: raise ``FloatingPointError`` if the result is non-finite (one sync, after the solve).
         diffusion: the reverse SDE's $w$ (``"g"``: score_sde's; ``"sigma"``, a constant or ``w(t)``: the same
             marginals, `sdesolve.sde.reverse_diffusion`); finite at T where $\alpha(T) = 0$.
@@ -91,4 +92,4 @@ def sde_adaptive_sample(
         max_iterations=max_iterations,
     )  # fmt: skip
     y = finish(y, r.dtype, check_finite, f"the adaptive reverse-SDE solver (T -> eps={eps})")
-    return (y, info) if return_info else y
+    return (y, {**info, **r.usage()}) if return_info else y

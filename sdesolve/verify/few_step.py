@@ -39,6 +39,7 @@ __all__ = [
     "expected_flow_order",
     "flow_errors",
     "sde_weak_errors",
+    "probe_law",
     "weak_study_errors",
     "few_step_study",
     "lambda_resolution",
@@ -152,18 +153,40 @@ def sde_weak_errors(
     Returns:
         ``[len(steps)]`` values of max(|v/v_eps − 1|, |m − m_eps|/√v_eps) on the logSNR grid.
     """
-    p_t, p_eps = data.marginal(sde, sde.T), data.marginal(sde, eps)
-    score, errors = data.score_fn(sde), []
+    p_t, p_eps, errors = data.marginal(sde, sde.T), data.marginal(sde, eps), []
     for n in steps:
-        x = torch.zeros(n + 2 + extra_draws, 1, dtype=torch.float64)
-        x[1] = 1.0
-        times = TimeTable(make_grid("logsnr", sde, n, eps, dtype=torch.float64), x)
-        kernel = get_predictor(predictor, sde).kernel(score, times, x, RunSpec(_ProbeNoise()))
-        y = run(kernel, x, times, check_finite=False)[:, 0]
-        a, b, c = y[1] - y[0], y[0], y[2:] - y[0]
-        m, v = a * p_t.mean + b, a**2 * p_t.std**2 + (c**2).sum()
+        law = probe_law(sde, predictor, data.score_fn(sde), p_t, n, eps, extra_draws)
+        m, v = law.mean, law.var
         errors.append(max(float((v / p_eps.std**2 - 1).abs().max()), float(((m - p_eps.mean) / p_eps.std).abs().max())))
     return np.asarray(errors)
+
+
+def probe_law(
+    sde: LinearSDE,
+    predictor: str | Predictor,
+    score_fn,
+    start: Gaussian,
+    steps: int,
+    eps: float = 1e-3,
+    extra_draws: int = 0,
+) -> Gaussian:
+    r"""Exact law at ``eps`` of a stochastic predictor on the logSNR grid, for 1-D data with a score affine in $x$.
+
+    The sample is $y = a\,x_T + b + \sum_i c_i z_i$ with independent normals, read off one batched run on probes
+    ($x_T = 0, 1$; a unit draw per interval), so $m = a m_T + b$ and $v = a^2 v_T + \sum_i c_i^2$ exactly.
+
+    Args:
+        score_fn: a score affine in ``x`` (Gaussian data's exact score, a guided score of Gaussian scores).
+        start: the 1-D law of $x_T$.
+        extra_draws: draws beyond one per interval (Restart's re-noisings).
+    """
+    x = torch.zeros(steps + 2 + extra_draws, 1, dtype=torch.float64)
+    x[1] = 1.0
+    times = TimeTable(make_grid("logsnr", sde, steps, eps, dtype=torch.float64), x)
+    kernel = get_predictor(predictor, sde).kernel(score_fn, times, x, RunSpec(_ProbeNoise()))
+    y = run(kernel, x, times, check_finite=False)[:, 0]
+    a, b, c = y[1] - y[0], y[0], y[2:] - y[0]
+    return Gaussian(a * start.mean + b, (a**2 * start.std**2 + (c**2).sum()).sqrt())
 
 
 WEAK_STEPS = {
