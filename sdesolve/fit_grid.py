@@ -260,7 +260,11 @@ def fit_grid(
         if data is not None or candidates != 512:
             raise ValueError("data= and candidates= apply to objective='klub'")
         grid, record = _fit_reference(
-            **common, method=method, lower_order_final=bool(lower_order_final), init=init, tol=reference_tol,
+            **common,
+            method=method,
+            lower_order_final=bool(lower_order_final),
+            init=init,
+            tol=reference_tol,
             max_evals=max_evals,
         )
     else:
@@ -328,8 +332,10 @@ def _starting_grid(
         return check_choice("init", init, tuple(GRIDS)), make_grid(init, sde, steps, eps, dtype=torch.float64)
     grid = make_grid(init, sde, steps, eps, dtype=torch.float64).detach().cpu().clone()
     if grid.numel() != steps + 1 or float(grid[0]) != sde.T or float(grid[-1]) != eps:
-        raise ValueError(f"init must run from T={sde.T} to eps={eps} in {steps} intervals (the method's steps at this "
-                         f"NFE), got {grid.numel() - 1} intervals over [{float(grid[-1])!r}, {float(grid[0])!r}]")
+        raise ValueError(
+            f"init must run from T={sde.T} to eps={eps} in {steps} intervals (the method's steps at this "
+            f"NFE), got {grid.numel() - 1} intervals over [{float(grid[-1])!r}, {float(grid[0])!r}]"
+        )
     return "given", grid
 
 

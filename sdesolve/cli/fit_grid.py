@@ -50,7 +50,9 @@ def _problem(problem: str, sde_obj, device: torch.device, dtype: torch.dtype, n:
     if objective == "klub":
         train = load_digits_data().train
         if n > train.shape[0]:
-            fail(f"--calibration-seeds: klub pairs each seed with a training digit; {n} seeds > {train.shape[0]} digits")
+            fail(
+                f"--calibration-seeds: klub pairs each seed with a training digit; {n} seeds > {train.shape[0]} digits"
+            )
         data = to_model_scale(train[:n], generator=torch.Generator().manual_seed(0), dtype=dtype).to(device)
     return model.score_fn(sde_obj), (1, 8, 8), data
 

@@ -90,8 +90,11 @@ def sample(
     ode: bool = typer.Option(False, "--ode", help="Integrate the probability-flow ODE instead of PC sampling."),
     method: str = typer.Option("dopri5", help=f"ODE method with --ode: {', '.join(ODE_METHODS)}."),
     out: str = typer.Option("sdesolve-out", help="Output folder for samples.npy, samples.png and metrics.json."),
-    grid: str | None = typer.Option(None, help="A grid from `sdesolve fit-grid` (JSON): sample on its times "
-                                    "(replaces --steps; the file must match --problem, --sde and the method)."),
+    grid: str | None = typer.Option(
+        None,
+        help="A grid from `sdesolve fit-grid` (JSON): sample on its times "
+        "(replaces --steps; the file must match --problem, --sde and the method).",
+    ),
 ) -> None:
     """Sample the 8-mode ring mixture (exact score) or the digits UNet and report metrics (ring: against p_eps).
 
