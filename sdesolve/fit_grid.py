@@ -367,8 +367,9 @@ def klub_costs(sde: LinearSDE, score_fn: ScoreFn, data: Tensor, seeds: Sequence[
     expectation is over the forward process: one Brownian path per row, $\tilde x(\tilde\sigma) = x_0 +
     W(\tilde\sigma^2)$, started at the row's data sample and drawn at every candidate from the row's seed. Every
     pair of candidates then has the forward process's joint law (AYS eq. 9: $x_{t_i} \sim p(x_{t_i} \mid x_t)$). The
-    integral is a trapezoid rule over the candidates in $\theta = \arctan\tilde\sigma$, where the weight
-    $\tilde\sigma^{-3}d\tilde\sigma = \cos\theta/\sin^3\theta\,d\theta$ is finite where $\alpha = 0$. The estimate
+    integral runs over the candidates in $\theta = \arctan\tilde\sigma$, where the weight
+    $\tilde\sigma^{-3}d\tilde\sigma = \cos\theta/\sin^3\theta\,d\theta$ is finite where $\alpha = 0$: the
+    expectation linear between candidates, the weight integrated exactly (`_segment_weights`). The estimate
     replaces AYS's importance sampling in t: the same draws serve every interval, so costs of different grids
     differ smoothly, not by Monte Carlo noise.
 
@@ -398,14 +399,34 @@ def klub_costs(sde: LinearSDE, score_fn: ScoreFn, data: Tensor, seeds: Sequence[
     gram = flat @ flat.T / data.shape[0]
     sq = gram.diagonal()
     spread = (sq[:, None] + sq[None, :] - 2 * gram).clamp(min=0)  # [a, k]: E‖D_k − D_a‖²
-    theta = _angles(sde, times)
-    weight = theta.cos() / theta.sin() ** 3
-    f = spread * weight[None, :]
-    seg = 0.5 * (theta[:-1] - theta[1:]).abs()[None, :] * (f[:, :-1] + f[:, 1:])  # [a, k]: trapezoid on (k, k+1)
+    upper, lower = _segment_weights(_angles(sde, times))
+    seg = spread[:, :-1] * upper + spread[:, 1:] * lower  # [a, k]: the integral over (θ_{k+1}, θ_k)
     later = torch.arange(n - 1)[None, :] >= torch.arange(n)[:, None]
     cost = torch.full((n, n), math.inf, dtype=torch.float64)
     cost[:, 1:] = torch.where(later, torch.where(later, seg, 0.0).cumsum(1), math.inf)
     return cost
+
+
+def _segment_weights(theta: Tensor) -> tuple[Tensor, Tensor]:
+    r"""Product-integration weights of $\int f(\theta)\cos\theta/\sin^3\theta\,d\theta$ over each segment
+    $(\theta_{k+1}, \theta_k)$ of the decreasing ``theta``, exact for $f$ linear there: ``upper[k] * f_k +
+    lower[k] * f_{k+1}``.
+
+    The weight $\tilde\sigma^{-3}$ grows as $\theta^{-3}$ at low noise, where a trapezoid rule on uniform
+    candidates is off by 7% (Gaussian data, 100 of 400 candidates from $\tilde\sigma = 0.42$ to 0.01); its
+    moments are closed forms: $\int w = -1/(2\sin^2\theta)$, $\int \theta w = -\theta/(2\sin^2\theta) -
+    \tfrac12\cot\theta$.
+    """
+    hi, lo = theta[:-1], theta[1:]
+
+    def moments(t: Tensor) -> tuple[Tensor, Tensor]:
+        inv = 0.5 / t.sin() ** 2
+        return -inv, -t * inv - 0.5 / t.tan()
+
+    (w0_hi, w1_hi), (w0_lo, w1_lo) = moments(hi), moments(lo)
+    w0, w1 = w0_hi - w0_lo, w1_hi - w1_lo
+    upper = (w1 - lo * w0) / (hi - lo)
+    return upper, w0 - upper
 
 
 def _shortest_path(cost: Tensor, steps: int) -> list[int]:
