@@ -15,7 +15,8 @@ the fits never saw:
 Scores: the RMS distance to the exact flow of the held-out starts (ring and digits: dopri5 at 1e-10 in float64,
 and at 1e-5 for the float32 UNet; Gaussian: `Gaussian.flow`). For the Gaussian, also the exact moment error
 max(|var/var_eps − 1|, |mean error|/std). For the digits, also the Fréchet distance of the 297 held-out samples
-with its floor (`sdesolve.digits.digits_metrics`). Every fit reports its cost in score evaluations and seconds.
+with its floor (`sdesolve.digits.digits_metrics`). Every fit reports its cost in score evaluations and in CPU
+seconds of its process (one torch thread; wall time on a shared machine says little).
 """
 
 from __future__ import annotations
@@ -145,24 +146,25 @@ def _score(problem: Problem, sde: VPSDE, method: str, grid: torch.Tensor) -> dic
 def _fit(problem: Problem, sde: VPSDE, method: str, nfe: int, kind: str) -> tuple[torch.Tensor, dict]:
     seeds = problem.held if kind == "bound" else problem.calibration
     kw = {"objective": "klub", "data": problem.data} if kind == "fit:klub" else {}
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     with torch.no_grad():
         grid, info = fit_grid(sde, problem.score, method, nfe, shape=(len(seeds), *problem.event),
                               calibration_seeds=seeds, dtype=problem.dtype, return_info=True, **kw)  # fmt: skip
     cost = {"fit_score_evaluations": info["score_evaluations"], "fit_s": round(time.perf_counter() - start, 1),
+            "fit_cpu_s": round(time.process_time() - cpu, 1),
             "fit_init": info["init"], "fit_initial": info["initial"], "fit_value": info["value"]}  # fmt: skip
     return grid, cost
 
 
-def run(problem: Problem, method: str, nfes: tuple[int, ...]) -> list[dict]:
-    """Every grid of `FIXED` and `FITTED` at every NFE of ``nfes``, scored on the held-out starts."""
+def run(problem: Problem, method: str, nfes: tuple[int, ...], fits: tuple[str, ...] = FITTED) -> list[dict]:
+    """Every grid of `FIXED` and the ``fits`` of `FITTED` at every NFE of ``nfes``, scored on the held-out starts."""
     sde, rows = VPSDE(), []
     for nfe in nfes:
         steps = steps_for_nfe(sde, method, nfe, eps=EPS)
         grids = {name: make_grid(name, sde, steps, EPS, dtype=torch.float64) for name in FIXED[:3]}
         grids["ays"] = ays_grid(sde, steps, EPS)
         costs = {}
-        for kind in FITTED:
+        for kind in fits:
             grids[kind], costs[kind] = _fit(problem, sde, method, nfe, kind)
         for name, grid in grids.items():
             row = {"problem": problem.name, "method": method, "nfe": nfe, "steps": steps, "grid": name}
@@ -186,7 +188,7 @@ def table(rows: list[dict], problem: str, key: str = "rms") -> str:
                 continue
             cell = f"{r[key]:.3g}"
             if "fit_score_evaluations" in r and key == "rms":
-                cell += f" ({r['fit_score_evaluations'] / 1e6:.2g}M, {r['fit_s']:.0f} s)"
+                cell += f" ({r['fit_score_evaluations'] / 1e6:.2g}M, {r['fit_cpu_s']:.0f} s)"
             cells.append(cell)
         lines.append(f"| {grid} | {' | '.join(cells)} |")
     return head + "\n".join(lines) + "\n"
@@ -224,13 +226,19 @@ def main(argv: list[str] | None = None, sizes: dict | None = None) -> list[dict]
     parser.add_argument("--problems", default="ring,gaussian,digits")
     parser.add_argument("--method", default="ipndm")
     parser.add_argument("--nfes", default=",".join(map(str, NFES)))
+    parser.add_argument("--fits", default=",".join(FITTED), help="which fitted grids: " + ", ".join(FITTED))
+    parser.add_argument("--sizes", default=None, help="calibration,held-out sizes for every problem, e.g. 64,297")
     parser.add_argument("--out", type=Path, default=None, help="folder for fitted_grids.json/.md and the plot")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     nfes = tuple(int(n) for n in args.nfes.split(","))
     rows = []
-    for problem in problems(args.problems.split(","), sizes or SIZES):
-        rows += run(problem, args.method, nfes)
+    names = args.problems.split(",")
+    if args.sizes is not None:
+        sizes = {name: tuple(int(k) for k in args.sizes.split(",")) for name in names}
+    fits = tuple(args.fits.split(","))
+    for problem in problems(names, sizes or SIZES):
+        rows += run(problem, args.method, nfes, fits)
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "fitted_grids.json").write_text(json.dumps(rows, indent=1) + "\n")
