@@ -218,6 +218,20 @@ def plot(rows: list[dict], path: Path) -> None:
     Image.open(path).convert("RGB").quantize(64).save(path, optimize=True)
 
 
+def calibration_study(settings=((256, 400), (256, 2000), (1024, 400), (1024, 2000)), nfe: int = 10) -> list[dict]:
+    """Calibration size and evaluation budget against held-out error: the VP ring, iPNDM at ``nfe``, fitted on
+    ``n`` seeds with ``max_evals`` sampler runs, scored on the 2000 held-out seeds of `run`."""
+    sde, rows = VPSDE(), []
+    (ring,) = problems(["ring"], {"ring": (1, 2000)})
+    for n, evals in settings:
+        grid, info = fit_grid(sde, ring.score, "ipndm", nfe, shape=(n, 2), calibration_seeds=range(n),
+                              dtype=torch.float64, max_evals=evals, return_info=True)  # fmt: skip
+        rows.append({"calibration": n, "max_evals": evals, "calibration_rms": info["value"]} |
+                    _score(ring, sde, "ipndm", grid))  # fmt: skip
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
 SIZES = {"ring": (1024, 2000), "gaussian": (256, 2000), "digits": (128, 297)}
 
 
@@ -229,8 +243,11 @@ def main(argv: list[str] | None = None, sizes: dict | None = None) -> list[dict]
     parser.add_argument("--fits", default=",".join(FITTED), help="which fitted grids: " + ", ".join(FITTED))
     parser.add_argument("--sizes", default=None, help="calibration,held-out sizes for every problem, e.g. 64,297")
     parser.add_argument("--out", type=Path, default=None, help="folder for fitted_grids.json/.md and the plot")
+    parser.add_argument("--study", action="store_true", help="only the calibration-size/budget study (ring)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
+    if args.study:
+        return calibration_study()
     nfes = tuple(int(n) for n in args.nfes.split(","))
     rows = []
     names = args.problems.split(",")

@@ -301,10 +301,9 @@ def _fit_reference(
                        lower_order_final=lower_order_final, check_finite=False)  # fmt: skip
         return grid_rms(y, ref)
 
-    name, start = _starting_grid(sde, steps, eps, init, error)
+    name, start, initial = _starting_grid(sde, steps, eps, init, error)
     ends = tuple(float(a) for a in _angles(sde, start[[0, -1]]))
     u0 = _logits_of(sde, start)
-    initial = error(start)
     best = {"value": initial, "logits": u0}
 
     def objective(u: np.ndarray) -> float:
@@ -321,22 +320,24 @@ def _fit_reference(
 
 def _starting_grid(
     sde: LinearSDE, steps: int, eps: float, init: str | Tensor | None, error: Callable[[Tensor], float]
-) -> tuple[str, Tensor]:
-    """``init`` resolved to a float64 grid of ``steps`` intervals, or the best of `INIT_GRIDS` by ``error``."""
+) -> tuple[str, Tensor, float]:
+    """``init`` resolved to a float64 grid of ``steps`` intervals, or the best of `INIT_GRIDS` by ``error``; with
+    its name and ``error``."""
     if init is None:
         grids = {name: make_grid(name, sde, steps, eps, dtype=torch.float64) for name in INIT_GRIDS}
         scores = {name: error(grid) for name, grid in grids.items()}
         name = min(INIT_GRIDS, key=scores.__getitem__)  # ties: the first listed
-        return name, grids[name]
+        return name, grids[name], scores[name]
     if isinstance(init, str):
-        return check_choice("init", init, tuple(GRIDS)), make_grid(init, sde, steps, eps, dtype=torch.float64)
+        grid = make_grid(check_choice("init", init, tuple(GRIDS)), sde, steps, eps, dtype=torch.float64)
+        return init, grid, error(grid)
     grid = make_grid(init, sde, steps, eps, dtype=torch.float64).detach().cpu().clone()
     if grid.numel() != steps + 1 or float(grid[0]) != sde.T or float(grid[-1]) != eps:
         raise ValueError(
             f"init must run from T={sde.T} to eps={eps} in {steps} intervals (the method's steps at this "
             f"NFE), got {grid.numel() - 1} intervals over [{float(grid[-1])!r}, {float(grid[0])!r}]"
         )
-    return "given", grid
+    return "given", grid, error(grid)
 
 
 def _fit_klub(*, sde, score, steps, shape, seeds, eps, device, dtype, data, candidates) -> tuple[Tensor, dict]:
