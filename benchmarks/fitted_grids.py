@@ -264,6 +264,7 @@ def main(argv: list[str] | None = None, sizes: dict | None = None) -> list[dict]
     parser.add_argument("--fits", default=",".join(FITTED), help="which fitted grids: " + ", ".join(FITTED))
     parser.add_argument("--sizes", default=None, help="calibration,held-out sizes for every problem, e.g. 64,297")
     parser.add_argument("--out", type=Path, default=None, help="folder for fitted_grids.json/.md and the plot")
+    parser.add_argument("--plot", type=Path, default=None, help="the plot's path (default: in --out)")
     parser.add_argument("--study", action="store_true", help="only the calibration-size/budget study (ring)")
     parser.add_argument(
         "--rows",
@@ -288,7 +289,7 @@ def main(argv: list[str] | None = None, sizes: dict | None = None) -> list[dict]
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "fitted_grids.json").write_text(json.dumps(rows, indent=1) + "\n")
         (args.out / "fitted_grids.md").write_text(report(rows))
-        plot(rows, args.out / "fitted_grids.png")
+        plot(rows, args.plot or args.out / "fitted_grids.png")
     return rows
 
 
