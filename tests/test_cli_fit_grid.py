@@ -41,7 +41,7 @@ def test_fit_grid_writes_the_record_and_sample_runs_on_it(ring_grid, tmp_path):
                  "--out", str(tmp_path))  # fmt: skip
     assert result.exit_code == 0, result.output
     out = json.loads((tmp_path / "metrics.json").read_text())
-    assert out["metrics"]["nfe"] == 5 and out["config"]["steps"] == 5 and out["config"]["grid"] == str(ring_grid)
+    assert out["metrics"]["nfe"] == 5 and out["config"]["steps"] == 5 and out["config"]["grid"] == grid.tolist()
 
 
 @pytest.mark.parametrize(

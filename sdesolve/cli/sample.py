@@ -130,7 +130,7 @@ def sample(
                                  ode, method, times)  # fmt: skip
         if x is not None:  # rank 0
             _write(x, info, wall, sde_obj, out, sde=sde, predictor=predictor, corrector=corrector, steps=steps,
-                   snr=snr, n=n, seed=seed, device=device, dtype=dtype, ode=ode, method=method, grid=grid)  # fmt: skip
+                   snr=snr, n=n, seed=seed, device=device, dtype=dtype, ode=ode, method=method, grid=times)  # fmt: skip
 
 
 def _run(sde_obj, n, seed, device, torch_dtype, predictor, corrector, steps, snr, ode, method, times=None) -> tuple:
@@ -164,7 +164,8 @@ def _write(x, info, wall, sde_obj, out: Path, *, sde, predictor, corrector, step
     """samples.npy, metrics.json and samples.png in ``out`` (rank 0), and the summary on stdout."""
     config = {"sde": sde, "predictor": None if ode else predictor, "corrector": None if ode else corrector,
               "ode_method": method if ode else None, "steps": steps, "snr": snr, "n": n, "seed": seed,
-              "device": device, "dtype": dtype, "eps": EPS, "grid": grid}  # fmt: skip
+              "device": device, "dtype": dtype, "eps": EPS,
+              "grid": None if grid is None else grid.tolist()}  # fmt: skip
     metrics = {**_metrics(x, sde_obj, seed), "nfe": int(info["nfe"]), "wall_s": wall}
     np.save(out / "samples.npy", x.detach().cpu().to(torch.float32).numpy())
     (out / "metrics.json").write_text(json.dumps({"config": config, "metrics": metrics}, indent=2) + "\n")

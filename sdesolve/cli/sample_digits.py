@@ -60,8 +60,7 @@ def sample_digits(
     with torch.no_grad():
         if ode:
             fixed = check_choice("method", method, ODE_METHODS) in FIXED_STEP
-            steps_arg = steps if fixed and grid is None else None
-            x, info = ode_sample(sde_obj, score_fn, shape, method=method, steps=steps_arg, **common)
+            x, info = ode_sample(sde_obj, score_fn, shape, method=method, steps=steps if fixed else None, **common)
         else:
             x, info = pc_sample(
                 sde_obj, score_fn, shape, predictor=predictor, corrector=corrector, steps=steps, snr=snr, **common
