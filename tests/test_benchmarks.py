@@ -44,3 +44,23 @@ def test_dpm_adaptive_benchmark_runs(tmp_path, capsys):
     assert all(abs(r[m][0] - r["nfe_mean"]) <= 3 for r in rows for m in FIXED)  # fixed runs at the matching NFE
     assert "| VE ring mixture | DPM-Solver-23 | 0.05 |" in capsys.readouterr().out
     assert json.loads((tmp_path / "dpm_adaptive.json").read_text())[0]["solver"] == "DPM-Solver-23"
+
+
+def test_fitted_grids_benchmark_runs(tmp_path):
+    from benchmarks.fitted_grids import FITTED, FIXED
+    from benchmarks.fitted_grids import main as fitted_main
+
+    argv = ["--problems", "gaussian", "--nfes", "3", "--out", str(tmp_path)]
+    rows = fitted_main(argv, sizes={"gaussian": (8, 16)})
+    assert len(rows) == len(FIXED) + len(FITTED) and all(r["rms"] >= 0 for r in rows)
+    assert "moment error" in (tmp_path / "fitted_grids.md").read_text() and (tmp_path / "fitted_grids.png").exists()
+
+
+def test_fitted_grids_report_puts_the_exact_flows_distance_beside_the_floor():
+    from benchmarks.fitted_grids import report
+
+    common = {"problem": "digits", "method": "ipndm", "frechet_distance_floor": 1.25}
+    rows = [common | {"grid": "exact", "frechet_distance": 0.5},
+            common | {"nfe": 4, "steps": 4, "grid": "logsnr", "rms": 2.0, "frechet_distance": 3.0}]  # fmt: skip
+    text = report(rows)
+    assert "floor 1.25, the exact flow's 0.50)" in text and "| logsnr | 3 |" in text and "| exact |" not in text

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import typer
 
-from . import bench, likelihood, sample, train, verify
+from . import bench, fit_grid, likelihood, sample, train, verify
 from ._common import OneLineErrors
 
 app = typer.Typer(
     name="sdesolve",
     cls=OneLineErrors,
-    help="Numerically verified score-based diffusion SDEs: sample, verify, likelihood, bench, train.",
+    help="Numerically verified score-based diffusion SDEs: sample, verify, likelihood, bench, train, fit-grid.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -25,6 +25,7 @@ app.command("verify")(verify.verify)
 app.command("likelihood")(likelihood.likelihood)
 app.command("bench")(bench.bench)
 app.command("train")(train.train)
+app.command("fit-grid")(fit_grid.fit_grid_command)
 
 
 def main() -> None:

@@ -29,6 +29,7 @@ from ..sampling import ODE_METHODS, ode_sample, pc_sample
 from ..sde import get_sde
 from ..solvers.ode import FIXED_STEP
 from ._common import check_device, fail, option, reported, writable_dir
+from .fit_grid import read_grid
 from .sample_digits import sample_digits
 from .sample_guided import parse_floats, parse_labels, sample_digits_guided
 
@@ -100,6 +101,11 @@ def sample(
     guidance_interval: str | None = typer.Option(
         None, help="With --label: guide only at noise levels sigma/alpha in (lo, hi], given as lo,hi."
     ),
+    grid: str | None = typer.Option(
+        None,
+        help="A grid from `sdesolve fit-grid` (JSON): sample on its times "
+        "(replaces --steps; the file must match --problem, --sde and the method).",
+    ),
 ) -> None:
     """Sample the 8-mode ring mixture (exact score) or the digits UNet and report metrics (ring: against p_eps).
 
@@ -122,25 +128,29 @@ def sample(
     guided = _guided_options(problem, label, guidance, classifier_guidance, guidance_interval)
     out = writable_dir("--out", out)
     if guided is not None:
+        if grid is not None:
+            fail("--grid applies to unconditional sampling; the class-conditional path (--label) takes --steps")
         with reported((ValueError, TypeError, RuntimeError, FloatingPointError, OSError)):
             sample_digits_guided(**guided, sde=sde, predictor=predictor, corrector=corrector, steps=steps, snr=snr,
                                  n=n, seed=seed, device=str(torch_device), dtype=torch_dtype, ode=ode, method=method,
                                  eps=EPS, out=out)  # fmt: skip
         return
+    times = None if grid is None else read_grid("--grid", grid, sde_obj, method if ode else predictor, problem)
+    steps = steps if times is None else len(times) - 1
     if problem == "digits":
         with reported((ValueError, TypeError, RuntimeError, FloatingPointError, OSError)):
             sample_digits(sde=sde, predictor=predictor, corrector=corrector, steps=steps, snr=snr, n=n, seed=seed,
                           device=str(torch_device), dtype=torch_dtype, ode=ode, method=method, eps=EPS,
-                          out=out)  # fmt: skip
+                          out=out, grid=times)  # fmt: skip
         return
     n = 10_000 if n is None else n
     with distributed.process_group("nccl" if torch_device.type == "cuda" else "gloo"):
         with reported((ValueError, TypeError, RuntimeError, FloatingPointError)):
             x, info, wall = _run(sde_obj, n, seed, str(torch_device), torch_dtype, predictor, corrector, steps, snr,
-                                 ode, method)  # fmt: skip
+                                 ode, method, times)  # fmt: skip
         if x is not None:  # rank 0
             _write(x, info, wall, sde_obj, out, sde=sde, predictor=predictor, corrector=corrector, steps=steps,
-                   snr=snr, n=n, seed=seed, device=device, dtype=dtype, ode=ode, method=method)  # fmt: skip
+                   snr=snr, n=n, seed=seed, device=device, dtype=dtype, ode=ode, method=method, grid=times)  # fmt: skip
 
 
 def _guided_options(problem, label, guidance, classifier_guidance, guidance_interval) -> dict | None:
@@ -160,11 +170,11 @@ def _guided_options(problem, label, guidance, classifier_guidance, guidance_inte
             "classifier": classifier_guidance, "interval": None if interval is None else tuple(interval)}  # fmt: skip
 
 
-def _run(sde_obj, n, seed, device, torch_dtype, predictor, corrector, steps, snr, ode, method) -> tuple:
+def _run(sde_obj, n, seed, device, torch_dtype, predictor, corrector, steps, snr, ode, method, times=None) -> tuple:
     """The samples (on rank 0; None elsewhere), the first chunk's info and the wall time, sharded over ranks."""
     device = distributed.local_device(device)
     score_fn = ring_mixture(torch_dtype, device=device).score_fn(sde_obj)
-    common = dict(eps=EPS, device=device, dtype=torch_dtype, return_info=True)
+    common = dict(eps=EPS, device=device, dtype=torch_dtype, grid=times, return_info=True)
     fixed = check_choice("method", method, ODE_METHODS) in FIXED_STEP
     infos = []
 
@@ -187,11 +197,12 @@ def _run(sde_obj, n, seed, device, torch_dtype, predictor, corrector, steps, snr
 
 
 def _write(x, info, wall, sde_obj, out: Path, *, sde, predictor, corrector, steps, snr, n, seed, device, dtype, ode,
-           method) -> None:  # fmt: skip
+           method, grid=None) -> None:  # fmt: skip
     """samples.npy, metrics.json and samples.png in ``out`` (rank 0), and the summary on stdout."""
     config = {"sde": sde, "predictor": None if ode else predictor, "corrector": None if ode else corrector,
               "ode_method": method if ode else None, "steps": steps, "snr": snr, "n": n, "seed": seed,
-              "device": device, "dtype": dtype, "eps": EPS}  # fmt: skip
+              "device": device, "dtype": dtype, "eps": EPS,
+              "grid": None if grid is None else grid.tolist()}  # fmt: skip
     metrics = {**_metrics(x, sde_obj, seed), "nfe": int(info["nfe"]), "wall_s": wall}
     np.save(out / "samples.npy", x.detach().cpu().to(torch.float32).numpy())
     (out / "metrics.json").write_text(json.dumps({"config": config, "metrics": metrics}, indent=2) + "\n")

@@ -39,10 +39,12 @@ def sample_digits(
     method: str,
     eps: float,
     out: Path,
+    grid: torch.Tensor | None = None,
 ) -> dict:
     """Sample ``n`` digits (default 512) with any predictor/corrector or ODE method; write PNG, npy and metrics.
 
     The UNet was trained on the VP SDE; another ``sde`` works through the noise-level match of the adapter.
+    ``grid``: the times of a fitted grid (`sdesolve fit-grid`), replacing ``steps``.
 
     Returns:
         The ``metrics.json`` content (``{"config": ..., "metrics": ...}``).
@@ -52,7 +54,7 @@ def sample_digits(
     model = load_digits_model(device=device, dtype=dtype)
     score_fn = model.score_fn(sde_obj)
     gen = torch.Generator(device=device).manual_seed(seed)
-    common = dict(eps=eps, generator=gen, device=device, dtype=dtype, return_info=True)
+    common = dict(eps=eps, generator=gen, device=device, dtype=dtype, grid=grid, return_info=True)
     shape = (n, 1, 8, 8)
     t0 = time.perf_counter()
     with torch.no_grad():
@@ -69,7 +71,8 @@ def sample_digits(
     metrics = {**digits_metrics(x, model.classifier), "nfe": int(info["nfe"]), "wall_s": wall}
     config = {"problem": "digits", "sde": sde, "predictor": None if ode else predictor,
               "corrector": None if ode else corrector, "ode_method": method if ode else None, "steps": steps,
-              "snr": snr, "n": n, "seed": seed, "device": device, "dtype": str(dtype), "eps": eps}  # fmt: skip
+              "snr": snr, "n": n, "seed": seed, "device": device, "dtype": str(dtype), "eps": eps,
+              "grid": None if grid is None else grid.tolist()}  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     result = {"config": config, "metrics": metrics}
     (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
