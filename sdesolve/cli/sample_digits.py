@@ -16,7 +16,7 @@ import torch
 import typer
 
 from .._utils import check_choice
-from ..digits import digits_metrics, load_digits_model, save_grid
+from ..digits import MODEL_SDES, digits_metrics, load_digits_model, save_grid, weights_path
 from ..sampling import ODE_METHODS, ode_sample, pc_sample
 from ..sde import get_sde
 from ..solvers.ode import FIXED_STEP
@@ -43,7 +43,9 @@ def sample_digits(
 ) -> dict:
     """Sample ``n`` digits (default 512) with any predictor/corrector or ODE method; write PNG, npy and metrics.
 
-    The UNet was trained on the VP SDE; another ``sde`` works through the noise-level match of the adapter.
+    ``sde="rectified_flow"`` samples the shipped flow model (velocity prediction, `weights_path`); the VP model
+    serves every other SDE through the noise-level match of the adapter, except schedules with α(T) = 0, whose
+    noise level at T is infinite (beyond the VP model's σ̃(T) ≈ 150): those are refused.
     ``grid``: the times of a fitted grid (`sdesolve fit-grid`), replacing ``steps``.
 
     Returns:
@@ -51,7 +53,13 @@ def sample_digits(
     """
     n = DEFAULT_N if n is None else n
     sde_obj = get_sde(sde)
-    model = load_digits_model(device=device, dtype=dtype)
+    flow = sde in MODEL_SDES and sde != "vp"
+    if sde_obj.singular_at_T and not flow:
+        raise ValueError(
+            f"--sde {sde}: the VP digits model has no noise level beyond sigma/alpha ~ 150, and {sde} "
+            f"starts at infinity; sample it with --sde vp, ve, subvp or rectified_flow (the flow model)"
+        )
+    model = load_digits_model(weights_path(sde) if flow else weights_path("vp"), device=device, dtype=dtype)
     score_fn = model.score_fn(sde_obj)
     gen = torch.Generator(device=device).manual_seed(seed)
     common = dict(eps=eps, generator=gen, device=device, dtype=dtype, grid=grid, return_info=True)
