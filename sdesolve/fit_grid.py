@@ -79,6 +79,9 @@ def _zero_score(x: Tensor, t: Tensor) -> Tensor:
     return torch.zeros_like(x)
 
 
+_zero_score.data_prediction = _zero_score  # where α(T) = 0 the first step reads D: a zero one costs the same
+
+
 def _run_nfe(sde: SDE, method: str, steps: int, eps: float, lower_order_final: bool) -> int:
     """Score evaluations of one run of ``method`` with ``steps`` intervals (a dry run of one 1-d sample)."""
     # a zero score from a zero start, keyed by a seed: no generator, no global RNG
@@ -122,10 +125,21 @@ def steps_for_nfe(sde: SDE, method: str, nfe: int, *, eps: float = 1e-3, lower_o
 
 
 class _CountedScore:
-    """A score function that counts its batched calls and the per-sample evaluations they hold."""
+    """A score function that counts its batched calls and the per-sample evaluations they hold (its data
+    prediction too, where the score carries one: samplers read it where α(t) = 0)."""
 
     def __init__(self, score_fn: ScoreFn) -> None:
         self.score_fn, self.calls, self.evaluations = score_fn, 0, 0
+        if callable(getattr(score_fn, "data_prediction", None)):
+            self.data_prediction = self._counted(score_fn.data_prediction)
+
+    def _counted(self, fn: ScoreFn) -> ScoreFn:
+        def call(x: Tensor, t: Tensor) -> Tensor:
+            self.calls += 1
+            self.evaluations += int(x.shape[0])
+            return fn(x, t)
+
+        return call
 
     def __call__(self, x: Tensor, t: Tensor) -> Tensor:
         self.calls += 1
@@ -342,6 +356,9 @@ def _starting_grid(
 
 def _fit_klub(*, sde, score, steps, shape, seeds, eps, device, dtype, data, candidates) -> tuple[Tensor, dict]:
     """Exact minimum of the KL bound over grids whose points are candidates (uniform in θ)."""
+    if sde.singular_at_T:
+        raise ValueError(f"objective='klub' follows the forward path in noise level from sigma/alpha(T), which is "
+                         f"infinite on {sde!r} (alpha(T) = 0); use objective='reference'")  # fmt: skip
     if data is None:
         raise ValueError("objective='klub' needs data=: samples of the data law, one row per calibration seed "
                          "(AYS uses the training set; a model's own samples serve where there is none)")  # fmt: skip

@@ -293,3 +293,19 @@ def test_ring_at_ten_nfe_reaches_the_target_on_held_out_seeds():
     held = list(range(1_000_000, 1_002_000))
     y = ode_sample(sde, score, (2000, 2), method="ipndm", grid=grid, seeds=held, dtype=F64)
     assert grid_rms(y, _reference(sde, score, held)) <= 0.04
+
+
+def test_a_flow_schedule_is_fitted_by_the_reference_objective_and_refused_by_the_kl_bound():
+    # rectified flow: α(T) = 0, the first step reads the oracle's data prediction through the counted score;
+    # the fitted grid starts at T, ends at eps, strictly decreasing, and beats the uniform t grid it starts from
+    import sdesolve as S
+    from sdesolve.problems import ring_mixture
+
+    sde, data = S.get_sde("rectified_flow"), ring_mixture(torch.float64)
+    grid, info = fit_grid(sde, data.score_fn(sde), "ipndm", 6, shape=(32, 2), calibration_seeds=range(32),
+                          init="uniform", dtype=torch.float64, return_info=True)  # fmt: skip
+    assert float(grid[0]) == sde.T and bool((grid[1:] < grid[:-1]).all())
+    assert info["value"] <= info["initial"]
+    with pytest.raises(ValueError, match="infinite"):
+        fit_grid(sde, data.score_fn(sde), "ipndm", 6, shape=(32, 2), calibration_seeds=range(32), objective="klub",
+                 data=data.sample(32, generator=torch.Generator().manual_seed(0)))  # fmt: skip
