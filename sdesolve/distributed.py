@@ -20,6 +20,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import TypeVar
@@ -264,21 +265,31 @@ def _sample_to_store(
     def survey() -> dict[int, str]:
         if rank != root:
             store.check_manifest()
-        return {c: why for c in range(rank, len(store.spans), world) if (why := store.problem(c)) is not None}
+        found = {c: why for c in range(rank, len(store.spans), world) if (why := store.problem(c)) is not None}
+        for c, why in found.items():
+            if why != "missing":  # unusable: gone before anyone counts the chunks on disk
+                store.chunk_path(c).unlink()
+        return found
 
     problems = {c: why for part in _everywhere(survey, "checking the chunks on disk") for c, why in part.items()}
     todo = sorted(problems)
     redone = {c: why for c, why in problems.items() if why != "missing"}
     if rank == root and redone:
         lines = "; ".join(f"{store.chunk_path(c).name}: {why}" for c, why in sorted(redone.items()))
-        warnings.warn(f"{len(redone)} chunk file(s) in {str(store.chunk_dir)!r} cannot be used and are sampled again "
+        warnings.warn(f"{len(redone)} chunk file(s) in {str(store.chunk_dir)!r} cannot be used: deleted, and sampled again "
                       f"({lines})", RuntimeWarning, stacklevel=3)  # fmt: skip
 
-    def work() -> None:
-        for c in todo[rank::world]:
-            span = store.spans[c]
-            samples, info = _call(sampler, store.seeds[span.start : span.stop])
-            store.write(c, samples, info)
+    def work() -> None:  # one chunk is written (fsync: milliseconds) while the next is sampled
+        with ThreadPoolExecutor(1, thread_name_prefix="sdesolve-chunk-writer") as writer:
+            pending = None
+            for c in todo[rank::world]:
+                span = store.spans[c]
+                samples, info = _call(sampler, store.seeds[span.start : span.stop])
+                if pending is not None:
+                    pending.result()  # at most one chunk in flight; its error is raised here
+                pending = writer.submit(store.write, c, samples, info)
+            if pending is not None:
+                pending.result()
 
     n = len(store.seeds)
     done_before = n - sum(len(store.spans[c]) for c in todo)
@@ -299,12 +310,13 @@ def _sample_to_store(
 @contextlib.contextmanager
 def _progress_bar(store: ChunkStore, total: int, initial: int, enabled: bool) -> Iterator[None]:
     """One tqdm bar of the samples on disk (every rank's), polled from the chunk folder by a thread."""
-    if not enabled:
-        yield
-        return
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=total, initial=initial, unit="sample", desc="sampling", disable=None, smoothing=0.1)
+    bar = tqdm(total=total, initial=initial, unit="sample", desc="sampling", disable=None if enabled else True,
+               smoothing=0.1)  # fmt: skip
+    if bar.disable:  # not asked for, or stderr is not a terminal
+        yield
+        return
     stop = threading.Event()
 
     def poll() -> None:

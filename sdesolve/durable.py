@@ -152,7 +152,7 @@ def config_diff(recorded: dict, current: dict) -> list[str]:
     ]
 
 
-def seeds_digest(seeds: Tensor) -> str:
+def _seeds_digest(seeds: Tensor) -> str:
     """SHA-256 of the per-sample seeds as little-endian int64: pins every seed of a run in the manifest."""
     return hashlib.sha256(seeds.to(torch.int64).cpu().numpy().astype("<i8").tobytes()).hexdigest()
 
@@ -213,7 +213,7 @@ class ChunkStore:
         self.spans = [range(s, min(s + chunk_size, n)) for s in range(0, n, chunk_size)]
         self.manifest = _normalised(
             {"format": FORMAT, "sdesolve": __version__, "num_samples": n, "chunk_size": chunk_size,
-             "seeds_sha256": seeds_digest(self.seeds), "config": config or {}}
+             "seeds_sha256": _seeds_digest(self.seeds), "config": config or {}}
         )  # fmt: skip
 
     def chunk_path(self, c: int) -> Path:

@@ -65,7 +65,7 @@ class AffineKernel(Kernel):
         self.nfe = nfe if table.nonzero[1] else 0
         self.rows, self.score_fn, self.times, self.run = table.rows, score_fn, times, run
         self.buf = torch.empty_like(x) if self.noisy else None
-        self._update = maybe_compile(self._apply, run.compile)
+        self._update = maybe_compile(type(self)._apply, run.compile)
 
     def _apply(self, x: Tensor, t: Tensor, z: Tensor | None, a, b, c) -> None:
         affine_mean_(x, self.score_fn(x, t) if self.nfe else None, a, b, self.scale)
@@ -77,7 +77,7 @@ class AffineKernel(Kernel):
         z = None
         if self.noisy and not (last and self.run.denoise):
             z = self.run.noise.predictor(self.buf, i, t[i], t[i + 1])
-        self._update(x, self.times.batch[i], z, *self.rows[i])
+        self._update(self, x, self.times.batch[i], z, *self.rows[i])
 
 
 class EulerMaruyama(AffinePredictor):
