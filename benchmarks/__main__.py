@@ -25,7 +25,13 @@ FULL = {
     "durable": {
         "cases": [
             {"problem": "ring", "n": 20_000, "steps": 500, "label": "reverse_diffusion + langevin, 500 steps"},
-            {"problem": "ring", "n": 20_000, "steps": 20, "label": "reverse_diffusion + langevin, 20 steps"},
+            {
+                "problem": "ring",
+                "n": 20_000,
+                "steps": 20,
+                "label": "reverse_diffusion + langevin, 20 steps",
+                "repeats": 5,
+            },
             {
                 "problem": "digits",
                 "n": 2_000,

@@ -69,7 +69,7 @@ def overhead(cases: list[dict], repeats: int) -> list[dict]:
 
             distributed.sample(sampler, min(n, 1024), seed=0)  # warm-up: one chunk
             times: dict[str, list[float]] = {"memory": [], "durable": []}
-            for _ in range(repeats):
+            for _ in range(case.get("repeats", repeats)):
                 for name, fn in (("memory", memory), ("durable", durable)):
                     start = time.perf_counter()
                     fn()

@@ -285,6 +285,7 @@ def _sample_to_store(
             for c in todo[rank::world]:
                 span = store.spans[c]
                 samples, info = _call(sampler, store.seeds[span.start : span.stop])
+                samples = samples.detach().cpu() if isinstance(samples, Tensor) else samples  # device work stays here
                 if pending is not None:
                     pending.result()  # at most one chunk in flight; its error is raised here
                 pending = writer.submit(store.write, c, samples, info)

@@ -287,7 +287,8 @@ class ChunkStore:
         span = self.spans[c]
         try:
             with zipfile.ZipFile(path) as zf:
-                seeds = np.lib.format.read_array(zf.open("seeds.npy"), allow_pickle=False)
+                with zf.open("seeds.npy") as f:
+                    seeds = np.lib.format.read_array(f, allow_pickle=False)
                 with zf.open("samples.npy") as f:
                     shape = _npy_shape(f)
                 zf.getinfo("info.npy")
