@@ -45,6 +45,7 @@ FULL = {
         "memory_problems": ["ring", "gauss16"],
         "memory_sizes": [10_000, 100_000],
         "memory_steps": 10,
+        "processes": 20_000,
     },
 }
 QUICK = {
@@ -142,6 +143,10 @@ TABLES = {
             "ratio",
             "ratio_target",
         ],
+    ),
+    "durable.processes": (
+        "1 vs 2 processes (torchrun, gloo), ring, 200 steps: to disk vs gathered, rank 0's wall time",
+        ["path", "processes", "wall_s", "samples_per_s", "speedup", "speedup_target"],
     ),
     "noise.processes": (
         "sdesolve sample, 1 vs 2 processes (torchrun, gloo), sampling wall time on rank 0",

@@ -6,6 +6,8 @@ memory, then one ``numpy.save``), on the samplers of ``sdesolve sample`` (`sdeso
 the ring mixture with its exact score and the digits UNet. The two runs alternate; best of ``repeats`` after a
 warm-up. (b) Peak resident memory of a fresh process sampling ``n`` and ``10 n`` samples either way (after a warm-up chunk,
 Linux's ``VmHWM`` reset), for the ring (2-D) and for 1×16×16 Gaussian data, where the samples weigh 1 KiB each.
+(c) One and two processes (``torchrun --standalone``, gloo) sampling the ring to disk and gathered: rank 0's wall
+time from a barrier after a warm-up chunk.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from sdesolve import VPSDE, Gaussian, distributed
 from sdesolve.cli._sampling import chunk_sampler
 from sdesolve.problems import ring_mixture
 
-OVERHEAD_TARGET, FLAT_TARGET = 0.05, 1.05
+OVERHEAD_TARGET, FLAT_TARGET, SCALING_TARGET = 0.05, 1.05, 1.8
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -127,11 +129,55 @@ def peak_memory(problems: list[str], sizes: list[int], steps: int) -> list[dict]
     return rows
 
 
-def run(
-    cases: list[dict], repeats: int, memory_problems: list[str], memory_sizes: list[int], memory_steps: int
-) -> dict:
-    """Both tables."""
+def scaling_child(n: int, steps: int, mode: str, folder: str) -> None:
+    """In each torchrun worker: sample ``n`` ring samples over the ranks (to disk or gathered); rank 0 prints its wall
+    time from a barrier after the warm-up to the end (JSON)."""
+    torch.set_num_threads(1)
+    sampler = _sampler("ring", steps)
+    with distributed.process_group():
+        distributed.sample(sampler, 1024, seed=1)  # warm-up, then line up
+        if distributed.rank_and_world()[1] > 1:
+            torch.distributed.barrier()
+        start = time.perf_counter()
+        if mode == "durable":
+            done = distributed.sample(sampler, n, seed=0, out_dir=folder)
+        else:
+            done = distributed.sample(sampler, n, seed=0)
+            if done is not None:
+                np.save(Path(folder) / "samples.npy", done.numpy())
+        if done is not None:
+            print(json.dumps({"wall_s": time.perf_counter() - start}))
+
+
+def scaling(n: int, steps: int, repeats: int) -> list[dict]:
+    """1 vs 2 processes (``torchrun --standalone``, gloo), to disk and gathered, alternating; best of ``repeats`` of
+    rank 0's wall time."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    walls: dict[tuple[str, int], list[float]] = {}
+    for _ in range(repeats):
+        for procs in (1, 2):
+            for mode in ("durable", "memory"):
+                with tempfile.TemporaryDirectory() as tmp:
+                    code = (
+                        f"from benchmarks.durable import scaling_child; scaling_child({n}, {steps}, {mode!r}, {tmp!r})"
+                    )
+                    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}",
+                           "--no-python", sys.executable, "-c", code]  # fmt: skip
+                    out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
+                walls.setdefault((mode, procs), []).append(json.loads(out.stdout.strip().splitlines()[-1])["wall_s"])
+    rows = [{"path": mode, "processes": procs, "wall_s": min(w), "samples_per_s": n / min(w)}
+            for (mode, procs), w in walls.items()]  # fmt: skip
+    for r in rows:
+        one = next(q for q in rows if q["path"] == r["path"] and q["processes"] == 1)
+        r["speedup"], r["speedup_target"] = one["wall_s"] / r["wall_s"], SCALING_TARGET if r["processes"] == 2 else 1.0
+    return rows
+
+
+def run(cases: list[dict], repeats: int, memory_problems: list[str], memory_sizes: list[int], memory_steps: int,
+        processes: int = 0, process_steps: int = 200) -> dict:  # fmt: skip
+    """The three tables; ``processes`` ring samples for the 1-vs-2-process one (0: skip it)."""
     return {
         "overhead": overhead(cases, repeats),
         "memory": peak_memory(memory_problems, memory_sizes, memory_steps),
+        "processes": scaling(processes, process_steps, repeats) if processes else [],
     }
