@@ -222,9 +222,13 @@ def test_the_survivor_of_a_dead_rank_exits_with_a_clear_error(tmp_path, referenc
     """Ranks started without torchrun's agent (as by srun): nobody stops the survivor, which must not hang."""
     out, port = tmp_path / "run", free_port()
     ranks = [
-        subprocess.Popen(cli(out), env=env(MASTER_ADDR="127.0.0.1", MASTER_PORT=port, WORLD_SIZE="2", RANK=str(r),
-                                           LOCAL_RANK=str(r)), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                         text=True)  # fmt: skip
+        subprocess.Popen(
+            cli(out),
+            env=env(MASTER_ADDR="127.0.0.1", MASTER_PORT=port, WORLD_SIZE="2", RANK=str(r), LOCAL_RANK=str(r)),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for r in (0, 1)
     ]
     kill_when(ranks[0], out, 4, pid=ranks[1].pid)
@@ -259,7 +263,9 @@ def test_one_progress_bar_on_a_terminal_none_when_quiet(tmp_path):
     shown = terminal_stderr([sys.executable, "-m", "sdesolve", *args, "--out", str(tmp_path / "a")], env=env())
     assert "sampling: 100%" in shown and "600/600" in shown and "sample/s" in shown
     assert shown.count("| 0/600 [") == 1  # one bar, drawn once at 0
-    quiet = terminal_stderr([sys.executable, "-m", "sdesolve", *args, "--quiet", "--out", str(tmp_path / "b")], env=env())
+    quiet = terminal_stderr(
+        [sys.executable, "-m", "sdesolve", *args, "--quiet", "--out", str(tmp_path / "b")], env=env()
+    )
     assert "sampling" not in quiet
 
 

@@ -111,7 +111,10 @@ def test_manifest_pins_the_run_and_names_what_changed(tmp_path):
     fill(s)
     changed = store(tmp_path, config={"steps": 4})
     changed.prepare(overwrite=True)  # deletes the other run's chunks, writes this run's manifest
-    assert changed.problem(0) == "missing" and json.loads((tmp_path / "run" / MANIFEST).read_text())["config"]["steps"] == 4
+    assert (
+        changed.problem(0) == "missing"
+        and json.loads((tmp_path / "run" / MANIFEST).read_text())["config"]["steps"] == 4
+    )
 
 
 def test_prepare_removes_temporaries_and_refuses_chunks_without_a_manifest(tmp_path):

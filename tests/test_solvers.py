@@ -334,10 +334,16 @@ def test_a_run_leaves_no_reference_cycles():
 
     sde = VPSDE()
     score = Gaussian(0.3, 0.5, event_shape=(2,)).score_fn(sde)
-    runs = {f"{p}+{c}": (lambda p=p, c=c: pc_sample(sde, score, (8, 2), predictor=p, corrector=c, steps=4,
-                                                       seeds=range(8))) for p in PREDICTORS for c in CORRECTORS}  # fmt: skip
-    runs |= {m: (lambda m=m: ode_sample(sde, score, (8, 2), method=m, steps=4 if m in FIXED_STEP else None))
-             for m in ODE_METHODS if m != "scipy_rk45"}  # fmt: skip  (scipy's OdeSolver closes over itself: its cycle)
+
+    def pc(p, c):
+        return lambda: pc_sample(sde, score, (8, 2), predictor=p, corrector=c, steps=4, seeds=range(8))
+
+    def ode(m):
+        return lambda: ode_sample(sde, score, (8, 2), method=m, steps=4 if m in FIXED_STEP else None)
+
+    runs = {f"{p}+{c}": pc(p, c) for p in PREDICTORS for c in CORRECTORS}
+    # scipy's OdeSolver closes over itself: its own cycle, not ours
+    runs |= {m: ode(m) for m in ODE_METHODS if m != "scipy_rk45"}
     gc.collect()
     leaks = {name: n for name, fn in runs.items() if (n := _cyclic_garbage(fn))}
     assert leaks == {}
