@@ -145,8 +145,8 @@ TABLES = {
         ],
     ),
     "durable.processes": (
-        "1 vs 2 processes (torchrun, gloo), ring, 200 steps: to disk vs gathered, rank 0's wall time",
-        ["path", "processes", "wall_s", "samples_per_s", "speedup", "speedup_target"],
+        "1 vs 2 processes (torchrun, gloo), ring, 200 steps: to disk vs gathered, rank 0's wall time, busiest rank's CPU",
+        ["path", "processes", "wall_s", "samples_per_s", "speedup", "cpu_s", "cpu_speedup", "speedup_target"],
     ),
     "noise.processes": (
         "sdesolve sample, 1 vs 2 processes (torchrun, gloo), sampling wall time on rank 0",
