@@ -47,7 +47,9 @@ __all__ = [
     "StoredSamples",
 ]
 
-MANIFEST, CHUNKS, SAMPLES = "manifest.json", "chunks", "samples.npy"
+MANIFEST = "manifest.json"
+CHUNKS = "chunks"
+SAMPLES = "samples.npy"
 FORMAT = 1
 _CHUNK = re.compile(r"chunk-(\d+)\.npz")
 _TEMPORARY = re.compile(r"\..+\.\d+\.[0-9a-f]{8}\.tmp")
