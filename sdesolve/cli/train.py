@@ -14,8 +14,9 @@ from pathlib import Path
 import torch
 import typer
 
-from .._utils import check_choice
+from .._utils import check_choice, check_int
 from ..digits import CHECKPOINT_EVERY, WEIGHTS_PATH, save_digits, train_digits
+from ._common import option
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -36,6 +37,7 @@ def train(
     resume: bool = typer.Option(False, "--resume", help=f"Continue the run whose {CHECKPOINT} is in --out."),
 ) -> None:
     """Train the digits UNet on scikit-learn's digits and save it (the shipped weights come from the defaults)."""
+    option("--checkpoint-every", check_int, "checkpoint_every", checkpoint_every)
     try:
         check_choice("problem", problem, PROBLEMS)
         torch.set_num_threads(threads)
