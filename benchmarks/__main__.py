@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from . import engine, noise, ode, pc
+from . import durable, engine, noise, ode, pc
 
 IMAGE_SHAPES = [(1, 2), (16, 2), (512, 3, 8, 8), (64, 3, 64, 64)]
 FULL = {
@@ -22,6 +22,31 @@ FULL = {
     "kdiffusion": {"shape": (512, 3, 8, 8), "steps": 50, "repeats": 3},
     "pc": {"batch": 10_000, "steps": 500},
     "noise": {"dims": [2, 1024], "batch": 4096, "steps": 200, "repeats": 3, "processes": 20_000},
+    "durable": {
+        "cases": [
+            {"problem": "ring", "n": 20_000, "steps": 500, "label": "reverse_diffusion + langevin, 500 steps"},
+            {
+                "problem": "ring",
+                "n": 20_000,
+                "steps": 20,
+                "label": "reverse_diffusion + langevin, 20 steps",
+                "repeats": 5,
+            },
+            {
+                "problem": "digits",
+                "n": 2_000,
+                "steps": 25,
+                "ode": True,
+                "method": "heun",
+                "label": "ODE heun, 25 steps",
+            },
+        ],
+        "repeats": 2,
+        "memory_problems": ["ring", "gauss16"],
+        "memory_sizes": [10_000, 100_000],
+        "memory_steps": 10,
+        "processes": 20_000,
+    },
 }
 QUICK = {
     "engine": {"shapes": [(16, 2), (64, 3, 8, 8)], "steps": 20, "repeats": 1},
@@ -32,6 +57,13 @@ QUICK = {
     "kdiffusion": {"shape": (64, 3, 8, 8), "steps": 10, "repeats": 1},
     "pc": {"batch": 10_000, "steps": 20},
     "noise": {"dims": [2], "batch": 512, "steps": 20, "repeats": 1, "processes": 0},
+    "durable": {
+        "cases": [{"problem": "ring", "n": 2_000, "steps": 20, "label": "reverse_diffusion + langevin, 20 steps"}],
+        "repeats": 1,
+        "memory_problems": ["ring"],
+        "memory_sizes": [2_000, 20_000],
+        "memory_steps": 2,
+    },
 }
 TABLES = {
     "engine": (
@@ -92,6 +124,30 @@ TABLES = {
         "pc_sample (euler_maruyama + langevin, ring mixture) by noise mode",
         ["noise", "wall_s", "vs_generator"],
     ),
+    "durable.overhead": (
+        "distributed.sample to disk (chunk files, fsync, streamed samples.npy) vs in memory + numpy.save (s)",
+        ["problem", "n", "sampler", "memory_s", "durable_s", "overhead", "overhead_target"],
+    ),
+    "durable.memory": (
+        "peak resident memory (MiB) of one process sampling n and 10 n samples, to disk vs in memory",
+        [
+            "problem",
+            "path",
+            "n_small",
+            "n_large",
+            "start_mib",
+            "peak_small_mib",
+            "peak_large_mib",
+            "growth_small_mib",
+            "growth_large_mib",
+            "ratio",
+            "ratio_target",
+        ],
+    ),
+    "durable.processes": (
+        "1 vs 2 processes (torchrun, gloo), ring, 200 steps: to disk vs gathered, rank 0's wall time, busiest rank's CPU",
+        ["path", "processes", "wall_s", "samples_per_s", "speedup", "cpu_s", "cpu_speedup", "speedup_target"],
+    ),
     "noise.processes": (
         "sdesolve sample, 1 vs 2 processes (torchrun, gloo), sampling wall time on rank 0",
         ["processes", "wall_s", "samples_per_s", "speedup"],
@@ -144,6 +200,7 @@ def main(argv: list[str] | None = None, sizes: dict | None = None) -> dict:
         "kdiffusion": lambda s: engine.vs_kdiffusion(s["shape"], s["steps"], s["repeats"]),
         "pc": lambda s: pc.run(**s),
         "noise": lambda s: noise.run(**s),
+        "durable": lambda s: durable.run(**s),
     }
     results = {
         "machine": {"platform": platform.platform(), "torch": torch.__version__, "threads": torch.get_num_threads()},

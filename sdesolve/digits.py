@@ -35,6 +35,7 @@ from torch import Tensor, nn
 
 from ._utils import check_choice, check_int, check_positive
 from .adapters import score_from_velocity
+from .durable import atomic_open, atomic_write, config_diff, verify_zip
 from .losses import dsm_loss, ema, flow_matching_loss
 from .metrics import frechet_distance
 from .sde import LinearSDE, RectifiedFlowSDE, ScoreFn
@@ -56,6 +57,7 @@ __all__ = [
     "make_unet",
     "train_classifier",
     "train_digits",
+    "CHECKPOINT_EVERY",
     "save_digits",
     "load_digits_model",
     "digits_metrics",
@@ -70,6 +72,7 @@ r"""Bits/dim offset of the 17-level scale: $u = k + U[0,1)$, $x = 2u/17 - 1$, so
 On dequantised data this bounds the discrete NLL in bits per pixel ($\log_2 17 = 4.09$ for a uniform model);
 `sdesolve.likelihood.dequantization_offset` is the same rule for $2^b$ levels."""
 TRAIN_EPS = 1e-5
+CHECKPOINT_EVERY = 500
 WEIGHTS_PATH = Path(__file__).parent / "data" / "digits.safetensors"
 MODEL_SDES = ("vp", "rectified_flow")
 """The shipped digits models: ε-prediction on the VP SDE, velocity prediction on rectified flow."""
@@ -215,11 +218,19 @@ def train_digits(
     progress: bool = True,
     classifier_steps: int = 2000,
     sde: str = "vp",
+    checkpoint: Path | str | None = None,
+    checkpoint_every: int = CHECKPOINT_EVERY,
+    resume: bool = False,
 ) -> DigitsModel:
     r"""Train the digits UNet: VP SDE, ε-prediction, continuous-time DSM (``reduce_mean``), or rectified flow,
     velocity prediction, flow matching (``sde="rectified_flow"``); Adam, EMA.
 
     Learning rate: linear warm-up over the first 2 % of steps, then cosine decay to 0.
+
+    With ``checkpoint``, every ``checkpoint_every`` steps (and at the last) the whole state — UNet, EMA, optimiser,
+    learning-rate schedule, step, loss curve, the classifier, and every RNG state (the generator of the data order
+    and noise, torch's global CPU and CUDA states) — is written there atomically; ``resume=True`` continues from it, and
+    on the CPU the resumed run ends bitwise equal to an uninterrupted one (same thread count).
 
     Args:
         steps: optimiser steps.
@@ -231,17 +242,30 @@ def train_digits(
         progress: show a tqdm bar.
         classifier_steps: full-batch steps of the feature classifier, trained first.
         sde: ``"vp"`` or ``"rectified_flow"`` (`MODEL_SDES`).
+        checkpoint: the checkpoint file (``torch.save`` format, loaded with ``weights_only=True``); None: none.
+        checkpoint_every: steps between checkpoints.
+        resume: continue from ``checkpoint`` (which must exist and come from a run with the same arguments).
 
     Returns:
         A `DigitsModel` whose ``info`` holds the configs, the loss curve, wall time and classifier accuracy.
+
+    Raises:
+        ValueError: ``resume`` without a checkpoint file, a checkpoint from a run with other arguments (naming them),
+            a truncated or corrupt checkpoint (naming the file), or an existing checkpoint without ``resume``.
     """
     from tqdm.auto import tqdm
 
     steps, batch_size = check_int("steps", steps), check_int("batch_size", batch_size)
     lr = check_positive("lr", lr)
     check_choice("sde", sde, MODEL_SDES)
+    config = {"steps": steps, "batch_size": batch_size, "lr": lr, "ema_decay": ema_decay, "seed": seed,
+              "log_every": log_every, "classifier_steps": classifier_steps, "sde": sde}  # fmt: skip
+    state = _resume_state(checkpoint, config, resume, check_int("checkpoint_every", checkpoint_every))
     data = load_digits_data()
-    classifier, accuracy = train_classifier(data, classifier_steps, seed)
+    if state is None:
+        classifier, accuracy = train_classifier(data, classifier_steps, seed)
+    else:
+        classifier, accuracy = DigitsClassifier().eval(), state["classifier_accuracy"]  # loaded below
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     unet = make_unet()
@@ -264,8 +288,16 @@ def train_digits(
         opt, lambda k: min(1.0, (k + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(k, steps) / steps))
     )
     history: list[dict] = []
-    running, t0 = torch.zeros(()), time.perf_counter()
-    bar = tqdm(range(1, steps + 1), desc="train digits", disable=not progress, mininterval=2.0)
+    running, t0, start = torch.zeros(()), time.perf_counter(), 1
+    modules = {"unet": unet, "ema": averaged, "optimizer": opt, "scheduler": sched, "classifier": classifier}
+    if state is not None:
+        for name, module in modules.items():
+            module.load_state_dict(state[name])
+        history, running, start = state["history"], state["running"], state["step"] + 1
+        t0 -= state["elapsed_s"]
+        _set_rng_states(state["rng"], gen)
+    bar = tqdm(range(start, steps + 1), desc="train digits", disable=not progress, mininterval=2.0, initial=start - 1,
+               total=steps)  # fmt: skip
     for step in bar:
         idx = torch.randint(data.train.shape[0], (batch_size,), generator=gen)
         loss = loss_of(to_model_scale(data.train[idx], gen))
@@ -283,6 +315,13 @@ def train_digits(
             )
             running.zero_()
             bar.set_postfix(loss=f"{history[-1]['loss']:.4f}")
+        if checkpoint is not None and (step % checkpoint_every == 0 or step == steps):
+            snapshot = {name: module.state_dict() for name, module in modules.items()}
+            snapshot |= {"config": config, "step": step, "history": history, "running": running,
+                      "elapsed_s": time.perf_counter() - t0, "classifier_accuracy": accuracy,
+                      "rng": _rng_states(gen)}  # fmt: skip
+            with atomic_open(checkpoint) as f:
+                torch.save(snapshot, f)
     info = {
         "sde": sde,
         "unet_config": UNET_CONFIG,
@@ -296,30 +335,78 @@ def train_digits(
     return DigitsModel(model, classifier, info)
 
 
+def _resume_state(checkpoint: Path | str | None, config: dict, resume: bool, every: int) -> dict | None:
+    """The checkpoint to continue from (None: start afresh), checked against this run's ``config``."""
+    if checkpoint is None:
+        if resume:
+            raise ValueError("resume=True needs checkpoint= (the file to continue from)")
+        return None
+    path = Path(checkpoint)
+    if not resume:
+        if path.exists():
+            raise ValueError(f"checkpoint {str(path)!r} exists: resume it (resume=True, --resume) or delete it")
+        return None
+    if not path.is_file():
+        raise ValueError(f"nothing to resume: no checkpoint at {str(path)!r}")
+    verify_zip(path, "checkpoint")
+    try:
+        state = torch.load(path, weights_only=True)
+    except (RuntimeError, ValueError, OSError, EOFError) as err:
+        raise ValueError(f"checkpoint {str(path)!r} cannot be read ({str(err).splitlines()[0]})") from None
+    diff = config_diff(state["config"], config)
+    if diff:
+        raise ValueError(f"checkpoint {str(path)!r} is from a run with other arguments ({'; '.join(diff)})")
+    return state
+
+
+def _rng_states(gen: torch.Generator) -> dict:
+    """Every RNG state a training step reads: the batch/noise generator and torch's own (CPU, CUDA). Training never
+    draws from numpy's or Python's global RNGs (randomness only through generators)."""
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+    return {"generator": gen.get_state(), "torch": torch.get_rng_state(), "cuda": cuda}
+
+
+def _set_rng_states(states: dict, gen: torch.Generator) -> None:
+    """Restore `_rng_states`."""
+    gen.set_state(states["generator"])
+    torch.set_rng_state(states["torch"])
+    if states["cuda"]:
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
 def save_digits(model: DigitsModel, path: Path | str = WEIGHTS_PATH) -> None:
     """Write the UNet and classifier weights (float16 safetensors) and ``info`` (JSON beside it, same stem)."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {f"unet.{k}": v.detach().half().contiguous() for k, v in model.unet.state_dict().items()}
     tensors |= {f"classifier.{k}": v.detach().half().contiguous() for k, v in model.classifier.state_dict().items()}
-    save_file(tensors, str(path))
-    path.with_suffix(".json").write_text(json.dumps(model.info, indent=1) + "\n")
+    atomic_write(path, save(tensors))
+    atomic_write(path.with_suffix(".json"), json.dumps(model.info, indent=1) + "\n")
 
 
 def load_digits_model(path: Path | str = WEIGHTS_PATH, device=None, dtype=torch.float32) -> DigitsModel:
     """Load the shipped (or a given) digits model, in eval mode, on ``device`` in ``dtype``."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no digits weights at {path}; train them with `sdesolve train --problem digits`")
-    tensors = load_file(str(path))
-    info = json.loads(path.with_suffix(".json").read_text())
     unet, classifier = make_unet(), DigitsClassifier()
-    for prefix, module in (("unet.", unet), ("classifier.", classifier)):
-        module.load_state_dict({k[len(prefix) :]: v.float() for k, v in tensors.items() if k.startswith(prefix)})
+    try:
+        tensors = load_file(str(path))
+        for prefix, module in (("unet.", unet), ("classifier.", classifier)):
+            module.load_state_dict({k[len(prefix) :]: v.float() for k, v in tensors.items() if k.startswith(prefix)})
+    except (SafetensorError, RuntimeError, OSError) as err:
+        raise ValueError(f"digits weights {str(path)!r} are truncated, corrupt or not a digits model "
+                         f"({str(err).strip()[:200]})") from None  # fmt: skip
+    try:
+        info = json.loads(path.with_suffix(".json").read_text())
+    except ValueError as err:
+        raise ValueError(f"{str(path.with_suffix('.json'))!r} is truncated or corrupt ({err})") from None
+    for module in (unet, classifier):
         module.to(device=device).eval().requires_grad_(False)
         if dtype != torch.float32:  # diffusers warns on any dtype cast of a UNet
             module.to(dtype=dtype)
@@ -375,6 +462,6 @@ def save_grid(samples: Tensor, path: Path | str, columns: int = 16) -> None:
     for i in range(n):
         r, c = divmod(i, columns)
         canvas[1 + 9 * r : 9 + 9 * r, 1 + 9 * c : 9 + 9 * c] = x[i]
-    Image.fromarray(canvas.numpy(), mode="L").resize((canvas.shape[1] * 4, canvas.shape[0] * 4), Image.NEAREST).save(
-        path
-    )
+    image = Image.fromarray(canvas.numpy(), mode="L").resize((canvas.shape[1] * 4, canvas.shape[0] * 4), Image.NEAREST)
+    with atomic_open(path) as f:
+        image.save(f, format="PNG")

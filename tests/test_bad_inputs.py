@@ -377,6 +377,11 @@ CLI_ROWS = [
     (["sample", "--device", "gpu0"], "--device"),
     (["sample", "--out", "{file}/sub"], "--out"),
     (["sample", "--bogus"], "--bogus"),
+    (["sample", "--chunk-size", "0"], "--chunk-size"),
+    (["sample", "--seeds", "3-x"], "--seeds"),
+    (["sample", "--seeds", "0-9", "--seed", "1"], "--seeds"),
+    (["train", "--checkpoint-every", "0"], "--checkpoint-every"),
+    (["train", "--resume", "--out", "{tmp}"], "nothing to resume"),
     (["likelihood", "--eps", "2"], "--eps"),
     (["likelihood", "--n", "0"], "--n"),
     (["likelihood", "--divergence", "skilling"], "--divergence"),
@@ -403,8 +408,9 @@ def no_work(monkeypatch):
         raise AssertionError("work started before the options were checked")
 
     for target in (
-        "sdesolve.cli.sample.pc_sample",
-        "sdesolve.cli.sample.ode_sample",
+        "sdesolve.distributed.sample",  # the run itself: the output folder's manifest, then the chunks
+        "sdesolve.cli._sampling.pc_sample",
+        "sdesolve.cli._sampling.ode_sample",
         "sdesolve.cli.verify.run_suite",
         "sdesolve.cli.likelihood.log_likelihood",
         "sdesolve.cli.bench.load_benchmarks",

@@ -19,6 +19,13 @@ TINY = {
     "kdiffusion": {"shape": (2, 2), "steps": 3, "repeats": 1},
     "pc": {"batch": 64, "steps": 3},
     "noise": {"dims": [2], "batch": 16, "steps": 3, "repeats": 1, "processes": 0},
+    "durable": {
+        "cases": [{"problem": "ring", "n": 40, "steps": 2, "label": "tiny"}],
+        "repeats": 1,
+        "memory_problems": ["ring"],
+        "memory_sizes": [8, 80],
+        "memory_steps": 1,
+    },
 }
 
 
@@ -33,6 +40,8 @@ def test_benchmarks_main_runs_and_writes_json(tmp_path, capsys):
     assert len(results["compiled"]) == 2 and {"eager_us", "compiled_us"} <= set(results["compiled"][0])
     assert len(results["cuda"]) == (2 if torch.cuda.is_available() else 0)
     assert len(results["noise"]["draws"]) == 4 and len(results["noise"]["pc"]) == 4
+    assert [r["path"] for r in results["durable"]["memory"]] == ["durable", "memory"]
+    assert results["durable"]["overhead"][0]["durable_s"] > 0 and results["durable"]["memory"][0]["peak_small_mib"] > 0
     assert json.loads(out.read_text())["sizes"]["em"] == TINY["em"]
     assert "time_vs_dopri5" in capsys.readouterr().out
 

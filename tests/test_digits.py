@@ -1,6 +1,14 @@
 """The digits problem: data split, Fréchet distance, training smoke run, the shipped model and the CLI outputs."""
 
+import contextlib
+import hashlib
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import matplotlib.image
 import numpy as np
@@ -26,6 +34,8 @@ from sdesolve.digits import (  # noqa: E402
 )
 from sdesolve.losses import dsm_losses  # noqa: E402
 from sdesolve.metrics import frechet_distance  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_frechet_distance_matches_the_sqrtm_reference():
@@ -106,6 +116,26 @@ def test_cli_sample_digits_writes_png_and_metrics(tmp_path, args):
     assert np.load(tmp_path / "samples.npy").shape == (16, 1, 8, 8)
 
 
+def test_cli_sample_digits_resumes_and_pins_the_weights(tmp_path):
+    """The digits path of `sdesolve sample` stores chunks too: a lost chunk is resampled to the same bytes, the
+    manifest pins the weights by their SHA-256, and a changed argument is refused."""
+    args = ["sample", "--problem", "digits", "--steps", "4", "--seeds", "0-15", "--chunk-size", "8"]
+    args += ["--corrector", "none", "--quiet", "--out", str(tmp_path)]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    whole = (tmp_path / "samples.npy").read_bytes()
+    (tmp_path / "chunks" / "chunk-000001.npz").unlink()  # as if killed before the second chunk was written
+    (tmp_path / "samples.npy").unlink()
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0, again.output
+    assert (tmp_path / "samples.npy").read_bytes() == whole
+    m = json.loads((tmp_path / "metrics.json").read_text())["metrics"]
+    assert (m["chunks"], m["chunks_reused"], m["samples_computed"]) == (2, 1, 8)
+    model = json.loads((tmp_path / "manifest.json").read_text())["config"]["model"]
+    assert model["sha256"] == hashlib.sha256(WEIGHTS_PATH.read_bytes()).hexdigest()
+    changed = CliRunner().invoke(app, [*args, "--steps", "5"])
+    assert changed.exit_code == 2 and "steps: 4 → 5" in changed.stderr
+
+
 def test_cli_train_smoke(tmp_path):
     args = ["train", "--steps", "2", "--batch-size", "4", "--classifier-steps", "2", "--threads", "1"]
     result = CliRunner().invoke(app, [*args, "--out", str(tmp_path)])
@@ -117,3 +147,82 @@ def test_cli_train_smoke(tmp_path):
 def test_cli_rejects_unknown_problem(tmp_path):
     result = CliRunner().invoke(app, ["sample", "--problem", "cifar", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "problem" in result.output
+
+
+def test_training_resumed_from_a_checkpoint_ends_bitwise_equal(tmp_path, monkeypatch):
+    """Interrupted right after the step-8 checkpoint (as by Ctrl-C), resumed: the same weights, bit for bit (CPU)."""
+    import sdesolve.digits as digits
+
+    kw = dict(steps=20, batch_size=8, classifier_steps=3, log_every=4, progress=False, checkpoint_every=8)
+    whole = train_digits(**kw, checkpoint=tmp_path / "whole.pt")
+    real_open, saved = digits.atomic_open, []
+
+    @contextlib.contextmanager
+    def interrupt_after_first(path, mode="wb"):
+        with real_open(path, mode) as f:
+            yield f
+        saved.append(path)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(digits, "atomic_open", interrupt_after_first)
+    with pytest.raises(KeyboardInterrupt):
+        train_digits(**kw, checkpoint=tmp_path / "cut.pt")
+    monkeypatch.setattr(digits, "atomic_open", real_open)
+    assert torch.load(saved[0], weights_only=True)["step"] == 8
+    torch.manual_seed(1234)  # the resumed run restores every RNG state itself
+    resumed = train_digits(**kw, checkpoint=tmp_path / "cut.pt", resume=True)
+    for a, b in zip(whole.unet.state_dict().values(), resumed.unet.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    assert [p["loss"] for p in resumed.info["loss_curve"]] == [p["loss"] for p in whole.info["loss_curve"]]
+    with pytest.raises(ValueError, match=r"other arguments \(lr: 0.002 → 0.001\)"):
+        train_digits(**{**kw, "lr": 1e-3}, checkpoint=tmp_path / "cut.pt", resume=True)
+    with pytest.raises(ValueError, match="exists: resume it"):
+        train_digits(**kw, checkpoint=tmp_path / "cut.pt")
+    with pytest.raises(ValueError, match="nothing to resume: no checkpoint at"):
+        train_digits(**kw, checkpoint=tmp_path / "none.pt", resume=True)
+
+
+@pytest.mark.slow
+def test_cli_train_killed_and_resumed_writes_the_same_weights(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    args = ["train", "--steps", "30", "--batch-size", "8", "--classifier-steps", "3", "--threads", "1",
+            "--checkpoint-every", "5"]  # fmt: skip
+    whole = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "whole")])  # one torch thread, as below
+    assert whole.exit_code == 0, whole.output
+    assert not (tmp_path / "whole" / "checkpoint.pt").exists()  # removed once the weights are written
+    cut, cmd = tmp_path / "cut", [sys.executable, "-m", "sdesolve", *args, "--out", str(tmp_path / "cut")]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while not (cut / "checkpoint.pt").exists():  # killed once the first checkpoint is on disk
+        assert proc.poll() is None, "training ended before a checkpoint"
+        time.sleep(0.002)
+    os.kill(proc.pid, signal.SIGKILL)
+    assert proc.wait(timeout=60) == -signal.SIGKILL and not (cut / "digits.safetensors").exists()
+    resumed = subprocess.run([*cmd, "--resume"], env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert (cut / "digits.safetensors").read_bytes() == (tmp_path / "whole" / "digits.safetensors").read_bytes()
+
+
+def test_truncated_or_corrupt_checkpoint_and_weights_are_named(tmp_path):
+    kw = dict(steps=2, batch_size=4, classifier_steps=2, progress=False, checkpoint_every=1)
+    ckpt = tmp_path / "checkpoint.pt"
+    model = train_digits(**kw, checkpoint=ckpt)
+    whole = ckpt.read_bytes()
+    ckpt.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(ValueError, match=r"checkpoint '.*checkpoint.pt' is truncated or corrupt \(BadZipFile"):
+        train_digits(**kw, checkpoint=ckpt, resume=True)
+    flipped = bytearray(whole)
+    flipped[len(whole) // 2] ^= 0x40  # inside a tensor's bytes: torch.load alone would not notice
+    ckpt.write_bytes(flipped)
+    with pytest.raises(ValueError, match=r"checkpoint '.*checkpoint.pt' is truncated or corrupt \(bad CRC-32"):
+        train_digits(**kw, checkpoint=ckpt, resume=True)
+    result = CliRunner().invoke(app, ["train", "--steps", "2", "--batch-size", "4", "--classifier-steps", "2",
+                                      "--threads", "1", "--out", str(tmp_path), "--resume"])  # fmt: skip
+    assert result.exit_code == 2 and "Error: checkpoint" in result.stderr and "checkpoint.pt" in result.stderr
+    weights = tmp_path / "digits.safetensors"
+    save_digits(model, weights)
+    weights.write_bytes(weights.read_bytes()[:-100])
+    with pytest.raises(ValueError, match=r"digits weights '.*digits.safetensors' are truncated, corrupt"):
+        load_digits_model(weights)
+    weights.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00not json")
+    with pytest.raises(ValueError, match=r"digits weights '.*digits.safetensors' are truncated, corrupt"):
+        load_digits_model(weights)

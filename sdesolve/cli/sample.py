@@ -1,7 +1,9 @@
 """``sdesolve sample``: sample the embedded 8-mode ring mixture with its exact score and score the result.
 
-Writes ``samples.npy`` (float32 ``[n, 2]``), ``metrics.json`` and ``samples.png``; under torchrun the samples are
-sharded over the ranks with per-sample seeds and rank 0 writes the same files (`sdesolve.distributed`).
+Writes ``samples.npy`` (float32 ``[n, 2]``), ``metrics.json`` and ``samples.png``. Each chunk of samples is written
+to ``chunks/`` as soon as it is done, beside a ``manifest.json`` of the arguments (`sdesolve.durable`): rerunning the
+same command resumes a killed run, and ``samples.npy`` is the same, byte for byte, as an uninterrupted run's. Under
+torchrun the chunks are sharded over the ranks with per-sample seeds (`sdesolve.distributed`).
 
 Metrics are against the exact p_eps (the mixture pushed through the SDE to ``eps``): mean and covariance
 error, per-mode weight error, sliced Wasserstein and energy distance to an exact sample of the same size
@@ -10,9 +12,7 @@ error, per-mode weight error, sliced Wasserstein and energy distance to an exact
 
 from __future__ import annotations
 
-import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,13 +22,14 @@ import typer
 from .. import distributed
 from .._utils import check_choice, check_int, check_positive
 from ..correctors import CORRECTORS
+from ..durable import atomic_open
 from ..metrics import energy_distance, mixture_cov, mode_weight_errors, moment_errors, sliced_wasserstein
 from ..predictors import PREDICTORS
 from ..problems import ring_mixture
-from ..sampling import ODE_METHODS, ode_sample, pc_sample
+from ..sampling import ODE_METHODS
 from ..sde import get_sde
-from ..solvers.ode import FIXED_STEP
 from ._common import check_device, fail, option, reported, writable_dir
+from ._sampling import chunk_sampler, describe, run_metrics, sampler_config, seeds_text, write_metrics
 from .fit_grid import read_grid
 from .sample_digits import sample_digits
 from .sample_guided import parse_floats, parse_labels, sample_digits_guided
@@ -71,13 +72,14 @@ def _plot(x: torch.Tensor, sde, path: Path) -> None:
     levels = [top - k for k in (8, 6, 4, 2, 1)]  # log-density contours: light modes stay visible
     ax.contour(gx.numpy(), gy.numpy(), logp.numpy(), levels=levels, colors="k", linewidths=0.6)
     ax.set(xlim=(-3.2, 3.2), ylim=(-3.2, 3.2), aspect="equal", title="samples over exact p_eps")
-    fig.savefig(path, bbox_inches="tight")
+    with atomic_open(path) as f:
+        fig.savefig(f, format="png", bbox_inches="tight")
     plt.close(fig)
 
 
 def sample(
     problem: str = typer.Option("ring", help="ring (8-mode mixture, exact score) or digits (the shipped UNet)."),
-    sde: str = typer.Option("vp", help="Forward SDE: vp, subvp or ve."),
+    sde: str = typer.Option("vp", help="Forward SDE: vp, subvp, ve, rectified_flow, cosine or edm."),
     predictor: str = typer.Option("reverse_diffusion", help=f"Predictor: {', '.join(PREDICTORS)}."),
     corrector: str = typer.Option("langevin", help=f"Corrector: {', '.join(CORRECTORS)}."),
     steps: int = typer.Option(500, help="Grid intervals from T to eps (fixed-step ODE methods too)."),
@@ -85,12 +87,20 @@ def sample(
     n: int | None = typer.Option(
         None, "--num-samples", "--n", help="Number of samples (default 10 000 for ring, 512 for digits; --n: alias)."
     ),
-    seed: int = typer.Option(0, help="Run seed: sample k is keyed by (seed, k), the same for any batch or rank."),
+    seed: int | None = typer.Option(
+        None, help="Run seed (default 0): sample k is keyed by (seed, k), the same for any batch or rank."
+    ),
+    seeds: str | None = typer.Option(
+        None, help="Every sample's own seed instead of --num-samples/--seed: ints and inclusive ranges, e.g. 0-49999."
+    ),
+    chunk_size: int = typer.Option(distributed.CHUNK_SIZE, help="Samples per chunk (one batch, one file)."),
     device: str = typer.Option("cpu", help="Torch device."),
     dtype: str = typer.Option("float32", help="float32 or float64."),
     ode: bool = typer.Option(False, "--ode", help="Integrate the probability-flow ODE instead of PC sampling."),
     method: str = typer.Option("dopri5", help=f"ODE method with --ode: {', '.join(ODE_METHODS)}."),
     out: str = typer.Option("sdesolve-out", help="Output folder for samples.npy, samples.png and metrics.json."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Delete a run with other arguments found in --out."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar (there is none when stderr is not a terminal)."),
     label: str | None = typer.Option(
         None, help="digits: sample the class-conditional model for this digit (0-9), a list (1,7) or 'all'."
     ),
@@ -109,14 +119,22 @@ def sample(
 ) -> None:
     """Sample the 8-mode ring mixture (exact score) or the digits UNet and report metrics (ring: against p_eps).
 
-    Under ``torchrun --nproc_per_node=N`` the samples are sharded over the ranks (`sdesolve.distributed`) and
-    rank 0 writes the same outputs as one process.
+    Each finished chunk is stored in ``--out`` at once; rerunning the same command resumes a killed run. Under
+    ``torchrun --nproc_per_node=N`` the chunks are sharded over the ranks (`sdesolve.distributed`) and rank 0
+    writes the same outputs as one process.
     """
     sde_obj = option("--sde", get_sde, sde)
-    torch_dtype = DTYPES[option("--dtype", check_choice, "dtype", dtype, tuple(DTYPES))]
+    option("--dtype", check_choice, "dtype", dtype, tuple(DTYPES))
     problem = option("--problem", check_choice, "problem", problem, ("ring", "digits"))
-    if n is not None:
-        option("--num-samples", check_int, "num_samples", n)
+    seed_list = None
+    if seeds is not None:
+        if n is not None or seed is not None:
+            fail("--seeds: give --seeds, or --num-samples with --seed, not both")
+        seed_list = option("--seeds", distributed.parse_seeds, seeds)
+    else:
+        seed = 0 if seed is None else seed
+        n = DEFAULT_N[problem] if n is None else option("--num-samples", check_int, "num_samples", n)
+    option("--chunk-size", check_int, "chunk_size", chunk_size)
     option("--steps", check_int, "steps", steps)
     option("--snr", check_positive, "snr", snr, strict=False)
     if ode:
@@ -128,29 +146,30 @@ def sample(
     guided = _guided_options(problem, label, guidance, classifier_guidance, guidance_interval)
     out = writable_dir("--out", out)
     if guided is not None:
-        if grid is not None:
-            fail("--grid applies to unconditional sampling; the class-conditional path (--label) takes --steps")
+        if grid is not None or seeds is not None:
+            fail("--grid and --seeds apply to unconditional sampling; the class-conditional path (--label) takes "
+                 "--steps, --num-samples and --seed")  # fmt: skip
         with reported((ValueError, TypeError, RuntimeError, FloatingPointError, OSError)):
             sample_digits_guided(**guided, sde=sde, predictor=predictor, corrector=corrector, steps=steps, snr=snr,
-                                 n=n, seed=seed, device=str(torch_device), dtype=torch_dtype, ode=ode, method=method,
-                                 eps=EPS, out=out)  # fmt: skip
+                                 n=n, seed=seed, device=str(torch_device), dtype=DTYPES[dtype], ode=ode,
+                                 method=method, eps=EPS, out=out)  # fmt: skip
         return
     times = None if grid is None else read_grid("--grid", grid, sde_obj, method if ode else predictor, problem)
     steps = steps if times is None else len(times) - 1
-    if problem == "digits":
-        with reported((ValueError, TypeError, RuntimeError, FloatingPointError, OSError)):
-            sample_digits(sde=sde, predictor=predictor, corrector=corrector, steps=steps, snr=snr, n=n, seed=seed,
-                          device=str(torch_device), dtype=torch_dtype, ode=ode, method=method, eps=EPS,
-                          out=out, grid=times)  # fmt: skip
-        return
-    n = 10_000 if n is None else n
+    solver = dict(ode=ode, method=method, predictor=predictor, corrector=corrector, steps=steps, snr=snr, eps=EPS,
+                  grid=times)  # fmt: skip
+    config = sampler_config(sde=sde, dtype=dtype, device=str(torch_device), **solver)
+    run = dict(n=n, seed=seed, seeds=seed_list, chunk_size=chunk_size, out=out, overwrite=overwrite, quiet=quiet)
     with distributed.process_group("nccl" if torch_device.type == "cuda" else "gloo"):
-        with reported((ValueError, TypeError, RuntimeError, FloatingPointError)):
-            x, info, wall = _run(sde_obj, n, seed, str(torch_device), torch_dtype, predictor, corrector, steps, snr,
-                                 ode, method, times)  # fmt: skip
-        if x is not None:  # rank 0
-            _write(x, info, wall, sde_obj, out, sde=sde, predictor=predictor, corrector=corrector, steps=steps,
-                   snr=snr, n=n, seed=seed, device=device, dtype=dtype, ode=ode, method=method, grid=times)  # fmt: skip
+        with reported((ValueError, TypeError, RuntimeError, FloatingPointError, OSError)):
+            device_here = distributed.local_device(str(torch_device))
+            if problem == "digits":
+                sample_digits(sde_obj, config, solver, device=device_here, dtype=DTYPES[dtype], **run)
+            else:
+                _sample_ring(sde_obj, config, solver, device=device_here, dtype=DTYPES[dtype], **run)
+
+
+DEFAULT_N = {"ring": 10_000, "digits": 512}
 
 
 def _guided_options(problem, label, guidance, classifier_guidance, guidance_interval) -> dict | None:
@@ -170,45 +189,28 @@ def _guided_options(problem, label, guidance, classifier_guidance, guidance_inte
             "classifier": classifier_guidance, "interval": None if interval is None else tuple(interval)}  # fmt: skip
 
 
-def _run(sde_obj, n, seed, device, torch_dtype, predictor, corrector, steps, snr, ode, method, times=None) -> tuple:
-    """The samples (on rank 0; None elsewhere), the first chunk's info and the wall time, sharded over ranks."""
-    device = distributed.local_device(device)
-    score_fn = ring_mixture(torch_dtype, device=device).score_fn(sde_obj)
-    common = dict(eps=EPS, device=device, dtype=torch_dtype, grid=times, return_info=True)
-    fixed = check_choice("method", method, ODE_METHODS) in FIXED_STEP
-    infos = []
-
-    def sampler(seeds: torch.Tensor) -> torch.Tensor:
-        shape, kw = (len(seeds), 2), dict(common, seeds=seeds)
-        if ode:
-            x, info = ode_sample(sde_obj, score_fn, shape, method=method, steps=steps if fixed else None, **kw)
-        else:
-            x, info = pc_sample(
-                sde_obj, score_fn, shape, predictor=predictor, corrector=corrector, steps=steps, snr=snr, **kw
-            )
-        infos.append(info)
-        return x
-
-    t0 = time.perf_counter()
-    x = distributed.sample(sampler, n, seed=seed)
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    return x, infos[0] if infos else {"nfe": 0}, time.perf_counter() - t0
-
-
-def _write(x, info, wall, sde_obj, out: Path, *, sde, predictor, corrector, steps, snr, n, seed, device, dtype, ode,
-           method, grid=None) -> None:  # fmt: skip
-    """samples.npy, metrics.json and samples.png in ``out`` (rank 0), and the summary on stdout."""
-    config = {"sde": sde, "predictor": None if ode else predictor, "corrector": None if ode else corrector,
-              "ode_method": method if ode else None, "steps": steps, "snr": snr, "n": n, "seed": seed,
-              "device": device, "dtype": dtype, "eps": EPS,
-              "grid": None if grid is None else grid.tolist()}  # fmt: skip
-    metrics = {**_metrics(x, sde_obj, seed), "nfe": int(info["nfe"]), "wall_s": wall}
-    np.save(out / "samples.npy", x.detach().cpu().to(torch.float32).numpy())
-    (out / "metrics.json").write_text(json.dumps({"config": config, "metrics": metrics}, indent=2) + "\n")
+def _sample_ring(sde_obj, config: dict, solver: dict, *, device: str, dtype: torch.dtype, n, seed, seeds, chunk_size,
+                 out: Path, overwrite: bool, quiet: bool) -> None:  # fmt: skip
+    """Sample the ring into ``out`` (resuming what is there); on rank 0 write metrics.json and samples.png."""
+    score_fn = ring_mixture(dtype, device=device).score_fn(sde_obj)
+    sampler = chunk_sampler(sde_obj, score_fn, (2,), device=device, dtype=dtype, **solver)
+    config = {"problem": "ring", **config}
+    stored = distributed.sample(sampler, n, seed=seed, seeds=seeds, chunk_size=chunk_size, out_dir=out,
+                                config=config, overwrite=overwrite, progress=not quiet)  # fmt: skip
+    if stored is None:  # not rank 0
+        return
+    x = torch.from_numpy(np.array(stored.array()))
+    metrics = {**_metrics(x, sde_obj, 0 if seed is None else seed), **run_metrics(stored)}
+    write_metrics(
+        out, {**config, "n": stored.num_samples, **seeds_text(seed, seeds), "chunk_size": chunk_size}, metrics
+    )
     _plot(x, sde_obj, out / "samples.png")
-    label = f"probability-flow ODE ({method})" if ode else f"{predictor} + {corrector}"
-    typer.echo(f"sdesolve sample: ring mixture (8 modes), {sde} SDE, {label}, {steps} steps, n={n}, seed={seed}")
+    _report(config, stored, metrics, out)
+
+
+def _report(config: dict, stored, metrics: dict, out: Path) -> None:
+    """The summary on stdout."""
+    typer.echo(f"sdesolve sample: ring mixture (8 modes), {describe(config)}, n={stored.num_samples}")
     rows = [
         ("mean error ‖x̄-μ‖", metrics["mean_err"]),
         ("covariance error (rel. Frobenius)", metrics["cov_err"]),
@@ -219,6 +221,7 @@ def _write(x, info, wall, sde_obj, out: Path, *, sde, predictor, corrector, step
         ("  (exact vs exact floor)", metrics["energy_distance_exact_floor"]),
         ("NFE", metrics["nfe"]),
         ("wall time [s]", metrics["wall_s"]),
+        ("chunks reused", metrics["chunks_reused"]),
     ]
     for name, value in rows:
         typer.echo(f"  {name:<36s} {value:>10d}" if isinstance(value, int) else f"  {name:<36s} {value:>10.4g}")

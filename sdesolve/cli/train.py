@@ -1,7 +1,10 @@
 """``sdesolve train --problem digits``: train the digits UNet (VP SDE, ε-prediction, EMA) and save its weights.
 
 Writes ``digits.safetensors`` (UNet EMA weights and the feature classifier, float16) and ``digits.json``
-(configs, loss curve, wall time) to ``--out``; the package ships the result of the default run.
+(configs, loss curve, wall time) to ``--out``; the package ships the result of the default run. Every
+``--checkpoint-every`` steps the whole training state goes to ``--out``/``checkpoint.pt`` (atomically); ``--resume``
+continues a killed run from it, to the same weights bit for bit on the CPU, and it is removed once the weights are
+written.
 """
 
 from __future__ import annotations
@@ -11,8 +14,11 @@ from pathlib import Path
 import torch
 import typer
 
-from .._utils import check_choice
-from ..digits import MODEL_SDES, WEIGHTS_PATH, save_digits, train_digits, weights_path
+from .._utils import check_choice, check_int
+from ..digits import CHECKPOINT_EVERY, MODEL_SDES, WEIGHTS_PATH, save_digits, train_digits, weights_path
+from ._common import option
+
+CHECKPOINT = "checkpoint.pt"
 
 PROBLEMS = ("digits", "digits_conditional")
 
@@ -35,8 +41,11 @@ def train(
     out: str = typer.Option(
         str(WEIGHTS_PATH.parent), help="Output folder for the weights (digits[_<sde>].safetensors, .json)."
     ),
+    checkpoint_every: int = typer.Option(CHECKPOINT_EVERY, help=f"Steps between checkpoints (--out/{CHECKPOINT})."),
+    resume: bool = typer.Option(False, "--resume", help=f"Continue the run whose {CHECKPOINT} is in --out."),
 ) -> None:
     """Train the digits UNet on scikit-learn's digits and save it (the shipped weights come from the defaults)."""
+    option("--checkpoint-every", check_int, "checkpoint_every", checkpoint_every)
     try:
         check_choice("problem", problem, PROBLEMS)
         torch.set_num_threads(threads)
@@ -49,15 +58,17 @@ def train(
                 out, unet_steps=steps, batch_size=batch_size, lr=lr, ema_decay=ema_decay, seed=seed, **kw
             )
             return
-        model = train_digits(
-            steps=steps, batch_size=batch_size, lr=lr, ema_decay=ema_decay, seed=seed,
-            classifier_steps=2000 if classifier_steps is None else classifier_steps, sde=sde,
-        )  # fmt: skip
-    except (ValueError, TypeError) as err:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        model = train_digits(steps=steps, batch_size=batch_size, lr=lr, ema_decay=ema_decay, seed=seed,
+                             classifier_steps=2000 if classifier_steps is None else classifier_steps, sde=sde,
+                             checkpoint=Path(out) / CHECKPOINT, checkpoint_every=checkpoint_every,
+                             resume=resume)  # fmt: skip
+    except (ValueError, TypeError, OSError) as err:
         typer.echo(f"Error: {str(err).splitlines()[0]}", err=True)
         raise typer.Exit(code=2) from None
     path = Path(out) / weights_path(sde).name
     save_digits(model, path)
+    (Path(out) / CHECKPOINT).unlink()  # the weights are safe: a rerun starts afresh
     info = model.info
     typer.echo(
         f"sdesolve train: digits, {steps} steps in {info['train']['wall_s']:.1f} s, final loss "

@@ -147,7 +147,7 @@ class LangevinKernel(Kernel):
         self.nfe = corr.n_steps
         self.rows = coefficient_table(corr.coefficients(times.host[:-1], times.host[1:]), x, run.compile).rows
         self.buf = torch.empty_like(x)
-        self._update = maybe_compile(self._apply, run.compile)
+        self._update = maybe_compile(type(self)._apply, run.compile)
 
     def _apply(self, x: Tensor, t: Tensor, z: Tensor, sigma, alpha) -> None:
         self.corr.langevin_(x, self.score_fn(x, t), z, sigma, alpha)
@@ -156,7 +156,7 @@ class LangevinKernel(Kernel):
         t = self.times.values[i]
         for j in range(self.nfe):
             z = self.run.noise.corrector(self.buf, i, j, t)
-            self._update(x, self.times.batch[i], z, *self.rows[i])
+            self._update(self, x, self.times.batch[i], z, *self.rows[i])
 
 
 AnnealedLangevin = LangevinCorrector

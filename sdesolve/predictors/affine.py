@@ -118,7 +118,7 @@ class AffineKernel(Kernel):
         if self.data_first and self.nfe and not callable(getattr(score_fn, "data_prediction", None)):
             raise ValueError(no_data_prediction(times.values[0]))
         self.buf = torch.empty_like(x) if self.noisy else None
-        self._update = maybe_compile(self._apply, run.compile)
+        self._update = maybe_compile(type(self)._apply, run.compile)
 
     def _apply(self, x: Tensor, t: Tensor, z: Tensor | None, a, b, c) -> None:
         affine_mean_(x, self.score_fn(x, t) if self.nfe else None, a, b, self.scale)
@@ -136,7 +136,7 @@ class AffineKernel(Kernel):
             if z is not None:
                 axpy_(x, z, c)
             return
-        self._update(x, self.times.batch[i], z, *self.rows[i])
+        self._update(self, x, self.times.batch[i], z, *self.rows[i])
 
 
 class EulerMaruyama(AffinePredictor):

@@ -152,7 +152,11 @@ def check_graph(graph: bool, x: Tensor, *, progress: bool = False) -> bool:
 def maybe_compile(fn: Callable, compile: bool) -> Callable:
     """``fn`` compiled by ``torch.compile`` (inductor; one graph per step shape, coefficients as tensor inputs) from
     its second call on, or ``fn``. The first call runs eagerly, so one-time work in the score (its first-output
-    check in `sdesolve.sampling`) stays out of the graph instead of breaking it and recompiling every run."""
+    check in `sdesolve.sampling`) stays out of the graph instead of breaking it and recompiling every run.
+
+    A kernel passes its class's function (``type(self)._apply``) and itself as the first argument: a bound method
+    stored on its own instance would be a reference cycle, keeping the kernel's buffers (a few copies of the state)
+    alive after the run until Python's cyclic collector ran — on a GPU, device memory, chunk after chunk."""
     if not compile:
         return fn
     compiled = torch.compile(fn, dynamic=False)

@@ -212,7 +212,7 @@ class RungeKuttaKernel(Kernel):
         self.rows = [(r[0], _stage_rows(r[1:], stages)) for r in table.rows]
         self.ybuf = torch.empty_like(x)
         self.kbufs = [torch.empty_like(x) for _ in tableau.c]
-        self._step = maybe_compile(self._apply, compile)
+        self._step = maybe_compile(type(self)._apply, compile)
 
     def _apply(self, x: Tensor, h: Coefficient, ts: list[Tensor], coeffs: list[tuple], data: list[bool]) -> None:
         ks: list[Tensor] = []
@@ -226,7 +226,7 @@ class RungeKuttaKernel(Kernel):
 
     def __call__(self, x: Tensor, i: int, last: bool) -> None:
         h, coeffs = self.rows[i]
-        self._step(x, h, self.stage_times[i], coeffs, self.data[i])
+        self._step(self, x, h, self.stage_times[i], coeffs, self.data[i])
 
 
 def _stage_rows(values: Sequence[Coefficient], stages: int) -> list[tuple]:
