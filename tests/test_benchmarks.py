@@ -73,3 +73,12 @@ def test_fitted_grids_report_puts_the_exact_flows_distance_beside_the_floor():
             common | {"nfe": 4, "steps": 4, "grid": "logsnr", "rms": 2.0, "frechet_distance": 3.0}]  # fmt: skip
     text = report(rows)
     assert "floor 1.25, the exact flow's 0.50)" in text and "| logsnr | 3 |" in text and "| exact |" not in text
+
+
+def test_schedules_benchmark_quick_writes_its_tables(tmp_path):
+    from benchmarks import schedules
+
+    result = schedules.main(["--quick", "--out", str(tmp_path)])
+    table = (tmp_path / "schedules.md").read_text()
+    assert {r["sde"] for r in result["nfe"]} == set(schedules.SCHEDULES)
+    assert "NFE to 1%" in table and "rectified_flow" in table
