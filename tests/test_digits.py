@@ -92,7 +92,7 @@ def test_shipped_model_samples_finite_digits(shipped):
         digits_metrics(x * float("nan"), shipped.classifier)
 
 
-@pytest.mark.parametrize("args", [["--corrector", "none"], ["--ode", "--method", "euler"]])
+@pytest.mark.parametrize("args", [["--pc", "--corrector", "none"], ["--ode", "--method", "euler"]])
 def test_cli_sample_digits_writes_png_and_metrics(tmp_path, args):
     result = CliRunner().invoke(
         app, ["sample", "--problem", "digits", "--steps", "4", "--n", "16", "--out", str(tmp_path), *args]

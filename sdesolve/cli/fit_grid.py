@@ -14,6 +14,7 @@ import torch
 import typer
 
 from .._utils import check_choice, check_int
+from ..digits import check_digits_dependencies
 from ..fit_grid import FIT_METHODS, FIT_OBJECTIVES, fit_grid, load_fitted_grid, save_fitted_grid
 from ..problems import ring_mixture
 from ..sde import get_sde
@@ -69,7 +70,7 @@ def fit_grid_command(
     dtype: str = typer.Option("float32", help="float32 or float64."),
     out: str = typer.Option("grid.json", help="Output JSON file."),
 ) -> None:
-    """Fit a sampler's grid at an NFE budget on calibration seeds and write it as JSON for ``sample --grid``."""
+    """Fit a sampler's grid at an NFE budget on calibration seeds; write it as JSON for "sdesolve sample --grid"."""
     problem = option("--problem", check_choice, "problem", problem, ("ring", "digits"))
     sde_obj = option("--sde", get_sde, sde)
     method = option("--method", check_choice, "method", method, FIT_METHODS)
@@ -80,6 +81,9 @@ def fit_grid_command(
     if max_evals is not None:
         option("--max-evals", check_int, "max_evals", max_evals)
     torch_device = check_device("--device", device)
+    if problem == "digits":
+        with reported((ImportError,)):
+            check_digits_dependencies()
     target = writable_file("--out", out)
     with reported((ValueError, TypeError, RuntimeError, OSError)):
         score_fn, event, data = _problem(problem, sde_obj, torch_device, torch_dtype, len(seeds), objective)
@@ -100,9 +104,9 @@ def fit_grid_command(
     typer.echo(f"wrote {target}")
 
 
-def read_grid(flag: str, path: str, sde_obj, method: str, problem: str) -> torch.Tensor:
-    """The times of a ``fit-grid`` file for ``sdesolve sample``, refused (naming ``flag``) if it was fitted for
-    another problem, SDE, method or final time."""
+def read_grid(flag: str, path: str, sde_obj, method: str, problem: str) -> tuple[torch.Tensor, dict]:
+    """The times and record of a ``fit-grid`` file for ``sdesolve sample``, refused (naming ``flag``) if it was
+    fitted for another problem, SDE, method or final time."""
     with reported((ValueError, OSError)):
         grid, record = load_fitted_grid(path)
     wanted = {"problem": problem, "sde": repr(sde_obj), "method": method, "eps": EPS}
@@ -110,4 +114,4 @@ def read_grid(flag: str, path: str, sde_obj, method: str, problem: str) -> torch
         if record.get(key) != value:
             fail(f"{flag}: {path!r} was fitted for {key} {record.get(key)!r}, this run has {value!r} (refit with "
                  f"sdesolve fit-grid or change the option)")  # fmt: skip
-    return grid
+    return grid, record

@@ -22,13 +22,17 @@ import typer
 from .. import distributed
 from .._utils import check_choice, check_int, check_positive
 from ..correctors import CORRECTORS
+from ..digits import check_digits_dependencies
+from ..grids import GRIDS
 from ..metrics import energy_distance, mixture_cov, mode_weight_errors, moment_errors, sliced_wasserstein
 from ..predictors import PREDICTORS
 from ..problems import ring_mixture
-from ..sampling import ODE_METHODS, ode_sample, pc_sample
+from ..sampling import ODE_METHODS
 from ..sde import get_sde
-from ..solvers.ode import FIXED_STEP
+from ..solvers.ode import LOWER_ORDER_FINAL
 from ._common import check_device, fail, option, reported, writable_dir
+from ._progress import score_progress
+from ._run import run_config, run_sampler
 from .fit_grid import read_grid
 from .sample_digits import sample_digits
 from .sample_guided import parse_floats, parse_labels, sample_digits_guided
@@ -75,21 +79,53 @@ def _plot(x: torch.Tensor, sde, path: Path) -> None:
     plt.close(fig)
 
 
+DEFAULTS = {
+    # docs/fewer-steps.md, "Recommendation": iPNDM on the cosine grid up to ~20 NFE (ring RMS 0.017 at 20 NFE)
+    "ring": {"method": "ipndm", "steps": 20, "grid": "cosine"},
+    # docs/examples/digits.md: the multistep solvers on the logSNR grid are at the FD floor from 10 NFE
+    "digits": {"method": "dpm_solver_pp_2m", "steps": 20, "grid": "logsnr"},
+}
+"""Each problem's default sampler (probability-flow ODE): the docs' own recommendation for it."""
+PC_DEFAULTS = {"predictor": "reverse_diffusion", "corrector": "langevin", "snr": 0.16, "steps": 500}
+"""The ``--pc`` defaults (score_sde's sampler)."""
+
+
 def sample(
     problem: str = typer.Option("ring", help="ring (8-mode mixture, exact score) or digits (the shipped UNet)."),
-    sde: str = typer.Option("vp", help="Forward SDE: vp, subvp or ve."),
-    predictor: str = typer.Option("reverse_diffusion", help=f"Predictor: {', '.join(PREDICTORS)}."),
-    corrector: str = typer.Option("langevin", help=f"Corrector: {', '.join(CORRECTORS)}."),
-    steps: int = typer.Option(500, help="Grid intervals from T to eps (fixed-step ODE methods too)."),
-    snr: float = typer.Option(0.16, help="Langevin signal-to-noise ratio."),
+    sde: str = typer.Option("vp", help="Forward SDE: vp, subvp, ve, rectified_flow, cosine or edm."),
+    ode: bool = typer.Option(
+        True, "--ode/--pc", help="Probability-flow ODE (default) or predictor-corrector sampling (--pc)."
+    ),
+    method: str | None = typer.Option(
+        None, help=f"ODE method (default: ipndm for ring, dpm_solver_pp_2m for digits): {', '.join(ODE_METHODS)}."
+    ),
+    steps: int | None = typer.Option(None, help="Grid intervals from T to eps (default 20; 500 with --pc)."),
+    grid: str | None = typer.Option(
+        None,
+        help=f"Grid name ({', '.join(GRIDS)}; default cosine for ring, logsnr for digits, uniform with --pc) "
+        "or a JSON file from sdesolve fit-grid (its times replace --steps).",
+    ),
+    lower_order_final: bool = typer.Option(
+        True,
+        "--lower-order-final/--no-lower-order-final",
+        help=f"Lower orders on the last steps of {', '.join(LOWER_ORDER_FINAL)} (diffusers' default: on).",
+    ),
+    predictor: str | None = typer.Option(
+        None, help=f"With --pc: predictor (default reverse_diffusion): {', '.join(PREDICTORS)}."
+    ),
+    corrector: str | None = typer.Option(
+        None, help=f"With --pc: corrector (default langevin): {', '.join(CORRECTORS)}."
+    ),
+    snr: float | None = typer.Option(None, help="With --pc: Langevin signal-to-noise ratio (default 0.16)."),
     n: int | None = typer.Option(
         None, "--num-samples", "--n", help="Number of samples (default 10 000 for ring, 512 for digits; --n: alias)."
     ),
     seed: int = typer.Option(0, help="Run seed: sample k is keyed by (seed, k), the same for any batch or rank."),
     device: str = typer.Option("cpu", help="Torch device."),
     dtype: str = typer.Option("float32", help="float32 or float64."),
-    ode: bool = typer.Option(False, "--ode", help="Integrate the probability-flow ODE instead of PC sampling."),
-    method: str = typer.Option("dopri5", help=f"ODE method with --ode: {', '.join(ODE_METHODS)}."),
+    threads: int | None = typer.Option(
+        None, help="CPU threads for torch (default: torch's; 1 is often fastest on a busy machine)."
+    ),
     out: str = typer.Option("sdesolve-out", help="Output folder for samples.npy, samples.png and metrics.json."),
     label: str | None = typer.Option(
         None, help="digits: sample the class-conditional model for this digit (0-9), a list (1,7) or 'all'."
@@ -101,56 +137,78 @@ def sample(
     guidance_interval: str | None = typer.Option(
         None, help="With --label: guide only at noise levels sigma/alpha in (lo, hi], given as lo,hi."
     ),
-    grid: str | None = typer.Option(
-        None,
-        help="A grid from `sdesolve fit-grid` (JSON): sample on its times "
-        "(replaces --steps; the file must match --problem, --sde and the method).",
-    ),
 ) -> None:
     """Sample the 8-mode ring mixture (exact score) or the digits UNet and report metrics (ring: against p_eps).
 
-    Under ``torchrun --nproc_per_node=N`` the samples are sharded over the ranks (`sdesolve.distributed`) and
-    rank 0 writes the same outputs as one process.
+    The defaults follow the docs' recommendation per problem: the probability-flow ODE with 20 steps of iPNDM on
+    the cosine grid (ring) or DPM-Solver++(2M) on the logSNR grid (digits). Under torchrun the samples are
+    sharded over the ranks and rank 0 writes the same outputs as one process.
     """
     sde_obj = option("--sde", get_sde, sde)
     torch_dtype = DTYPES[option("--dtype", check_choice, "dtype", dtype, tuple(DTYPES))]
     problem = option("--problem", check_choice, "problem", problem, ("ring", "digits"))
     if n is not None:
         option("--num-samples", check_int, "num_samples", n)
-    option("--steps", check_int, "steps", steps)
-    option("--snr", check_positive, "snr", snr, strict=False)
+    if threads is not None:
+        torch.set_num_threads(option("--threads", check_int, "threads", threads))
+    if steps is not None:
+        option("--steps", check_int, "steps", steps)
     if ode:
-        option("--method", check_choice, "method", method, ODE_METHODS)
+        given = [flag for flag, value in (("--predictor", predictor), ("--corrector", corrector), ("--snr", snr))
+                 if value is not None]  # fmt: skip
+        if given:
+            fail(f"{', '.join(given)} apply to predictor-corrector sampling: add --pc (the default is the ODE)")
+        method = option("--method", check_choice, "method", DEFAULTS[problem]["method"] if method is None else method,
+                        ODE_METHODS)  # fmt: skip
+        steps = DEFAULTS[problem]["steps"] if steps is None else steps
+        grid = DEFAULTS[problem]["grid"] if grid is None else grid
+        lower_order_final = lower_order_final and method in LOWER_ORDER_FINAL
     else:
-        option("--predictor", check_choice, "predictor", predictor, tuple(PREDICTORS))
-        option("--corrector", check_choice, "corrector", corrector, tuple(CORRECTORS))
+        if method is not None:
+            fail(f"--method {method} is an ODE method: drop --pc (the ODE is the default) or choose --predictor")
+        predictor = option("--predictor", check_choice, "predictor", predictor or PC_DEFAULTS["predictor"],
+                           tuple(PREDICTORS))  # fmt: skip
+        corrector = option("--corrector", check_choice, "corrector", corrector or PC_DEFAULTS["corrector"],
+                           tuple(CORRECTORS))  # fmt: skip
+        snr = option("--snr", check_positive, "snr", PC_DEFAULTS["snr"] if snr is None else snr, strict=False)
+        steps = PC_DEFAULTS["steps"] if steps is None else steps
+        grid = "uniform" if grid is None else grid
+        lower_order_final = False
+    if grid not in GRIDS and not Path(grid).is_file():
+        fail(f"--grid: {grid!r} is neither a grid name ({', '.join(GRIDS)}) nor a file from sdesolve fit-grid")
     torch_device = check_device("--device", device)
     guided = _guided_options(problem, label, guidance, classifier_guidance, guidance_interval)
+    if problem == "digits":
+        with reported((ImportError,)):
+            check_digits_dependencies()
     out = writable_dir("--out", out)
+    if grid not in GRIDS:  # a fitted grid file: its times, and the lower_order_final it was fitted with
+        if guided is not None:
+            fail(
+                "--grid FILE applies to unconditional sampling; the class-conditional path (--label) takes a grid name"
+            )
+        grid, record = read_grid("--grid", grid, sde_obj, method if ode else predictor, problem)
+        steps, lower_order_final = len(grid) - 1, bool(record.get("lower_order_final", False))
+    run = dict(sde=sde, predictor=predictor, corrector=corrector, steps=steps, snr=snr, n=n, seed=seed,
+               device=str(torch_device), dtype=torch_dtype, ode=ode, method=method, eps=EPS, out=out, grid=grid,
+               lower_order_final=lower_order_final)  # fmt: skip
     if guided is not None:
-        if grid is not None:
-            fail("--grid applies to unconditional sampling; the class-conditional path (--label) takes --steps")
         with reported((ValueError, TypeError, RuntimeError, FloatingPointError, OSError)):
-            sample_digits_guided(**guided, sde=sde, predictor=predictor, corrector=corrector, steps=steps, snr=snr,
-                                 n=n, seed=seed, device=str(torch_device), dtype=torch_dtype, ode=ode, method=method,
-                                 eps=EPS, out=out)  # fmt: skip
+            sample_digits_guided(**guided, **run)
         return
-    times = None if grid is None else read_grid("--grid", grid, sde_obj, method if ode else predictor, problem)
-    steps = steps if times is None else len(times) - 1
     if problem == "digits":
         with reported((ValueError, TypeError, RuntimeError, FloatingPointError, OSError)):
-            sample_digits(sde=sde, predictor=predictor, corrector=corrector, steps=steps, snr=snr, n=n, seed=seed,
-                          device=str(torch_device), dtype=torch_dtype, ode=ode, method=method, eps=EPS,
-                          out=out, grid=times)  # fmt: skip
+            sample_digits(**run)
         return
     n = 10_000 if n is None else n
     with distributed.process_group("nccl" if torch_device.type == "cuda" else "gloo"):
         with reported((ValueError, TypeError, RuntimeError, FloatingPointError)):
             x, info, wall = _run(sde_obj, n, seed, str(torch_device), torch_dtype, predictor, corrector, steps, snr,
-                                 ode, method, times)  # fmt: skip
+                                 ode, method, grid, lower_order_final)  # fmt: skip
         if x is not None:  # rank 0
             _write(x, info, wall, sde_obj, out, sde=sde, predictor=predictor, corrector=corrector, steps=steps,
-                   snr=snr, n=n, seed=seed, device=device, dtype=dtype, ode=ode, method=method, grid=times)  # fmt: skip
+                   snr=snr, n=n, seed=seed, device=device, dtype=dtype, ode=ode, method=method, grid=grid,
+                   lower_order_final=lower_order_final)  # fmt: skip
 
 
 def _guided_options(problem, label, guidance, classifier_guidance, guidance_interval) -> dict | None:
@@ -170,39 +228,33 @@ def _guided_options(problem, label, guidance, classifier_guidance, guidance_inte
             "classifier": classifier_guidance, "interval": None if interval is None else tuple(interval)}  # fmt: skip
 
 
-def _run(sde_obj, n, seed, device, torch_dtype, predictor, corrector, steps, snr, ode, method, times=None) -> tuple:
+def _run(sde_obj, n, seed, device, torch_dtype, predictor, corrector, steps, snr, ode, method, grid,
+         lower_order_final) -> tuple:  # fmt: skip
     """The samples (on rank 0; None elsewhere), the first chunk's info and the wall time, sharded over ranks."""
     device = distributed.local_device(device)
-    score_fn = ring_mixture(torch_dtype, device=device).score_fn(sde_obj)
-    common = dict(eps=EPS, device=device, dtype=torch_dtype, grid=times, return_info=True)
-    fixed = check_choice("method", method, ODE_METHODS) in FIXED_STEP
     infos = []
 
     def sampler(seeds: torch.Tensor) -> torch.Tensor:
-        shape, kw = (len(seeds), 2), dict(common, seeds=seeds)
-        if ode:
-            x, info = ode_sample(sde_obj, score_fn, shape, method=method, steps=steps if fixed else None, **kw)
-        else:
-            x, info = pc_sample(
-                sde_obj, score_fn, shape, predictor=predictor, corrector=corrector, steps=steps, snr=snr, **kw
-            )
+        x, info = run_sampler(score_fn, sde_obj, (len(seeds), 2), ode=ode, method=method, steps=steps, grid=grid,
+                              lower_order_final=lower_order_final, predictor=predictor, corrector=corrector, snr=snr,
+                              eps=EPS, seeds=seeds, device=device, dtype=torch_dtype)  # fmt: skip
         infos.append(info)
         return x
 
     t0 = time.perf_counter()
-    x = distributed.sample(sampler, n, seed=seed)
+    with score_progress(ring_mixture(torch_dtype, device=device).score_fn(sde_obj)) as score_fn:
+        x = distributed.sample(sampler, n, seed=seed)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     return x, infos[0] if infos else {"nfe": 0}, time.perf_counter() - t0
 
 
 def _write(x, info, wall, sde_obj, out: Path, *, sde, predictor, corrector, steps, snr, n, seed, device, dtype, ode,
-           method, grid=None) -> None:  # fmt: skip
+           method, grid, lower_order_final) -> None:  # fmt: skip
     """samples.npy, metrics.json and samples.png in ``out`` (rank 0), and the summary on stdout."""
-    config = {"sde": sde, "predictor": None if ode else predictor, "corrector": None if ode else corrector,
-              "ode_method": method if ode else None, "steps": steps, "snr": snr, "n": n, "seed": seed,
-              "device": device, "dtype": dtype, "eps": EPS,
-              "grid": None if grid is None else grid.tolist()}  # fmt: skip
+    config = {"problem": "ring", **run_config(sde=sde, ode=ode, method=method, predictor=predictor,
+              corrector=corrector, snr=snr, steps=steps, grid=grid, lower_order_final=lower_order_final),
+              "n": n, "seed": seed, "device": device, "dtype": dtype, "eps": EPS}  # fmt: skip
     metrics = {**_metrics(x, sde_obj, seed), "nfe": int(info["nfe"]), "wall_s": wall}
     np.save(out / "samples.npy", x.detach().cpu().to(torch.float32).numpy())
     (out / "metrics.json").write_text(json.dumps({"config": config, "metrics": metrics}, indent=2) + "\n")

@@ -15,11 +15,10 @@ import numpy as np
 import torch
 import typer
 
-from .._utils import check_choice
-from ..digits import MODEL_SDES, digits_metrics, load_digits_model, save_grid, weights_path
-from ..sampling import ODE_METHODS, ode_sample, pc_sample
+from ..digits import MODEL_SDES, check_digits_dependencies, digits_metrics, load_digits_model, save_grid, weights_path
 from ..sde import get_sde
-from ..solvers.ode import FIXED_STEP
+from ._progress import score_progress
+from ._run import dtype_name, run_config, run_sampler
 
 DEFAULT_N = 512
 
@@ -27,30 +26,32 @@ DEFAULT_N = 512
 def sample_digits(
     *,
     sde: str,
-    predictor: str,
-    corrector: str,
+    ode: bool,
+    method: str | None,
     steps: int,
-    snr: float,
+    grid: str | torch.Tensor,
+    lower_order_final: bool,
+    predictor: str | None,
+    corrector: str | None,
+    snr: float | None,
     n: int | None,
     seed: int,
     device: str,
     dtype: torch.dtype,
-    ode: bool,
-    method: str,
     eps: float,
     out: Path,
-    grid: torch.Tensor | None = None,
 ) -> dict:
-    """Sample ``n`` digits (default 512) with any predictor/corrector or ODE method; write PNG, npy and metrics.
+    """Sample ``n`` digits (default 512) with any ODE method or predictor/corrector; write PNG, npy and metrics.
 
     ``sde="rectified_flow"`` samples the shipped flow model (velocity prediction, `weights_path`); the VP model
     serves every other SDE through the noise-level match of the adapter, except schedules with α(T) = 0, whose
     noise level at T is infinite (beyond the VP model's σ̃(T) ≈ 150): those are refused.
-    ``grid``: the times of a fitted grid (`sdesolve fit-grid`), replacing ``steps``.
+    ``grid``: a grid name (`sdesolve.grids.GRIDS`) or the times of a fitted grid (`sdesolve fit-grid`).
 
     Returns:
         The ``metrics.json`` content (``{"config": ..., "metrics": ...}``).
     """
+    check_digits_dependencies()
     n = DEFAULT_N if n is None else n
     sde_obj = get_sde(sde)
     flow = sde in MODEL_SDES and sde != "vp"
@@ -60,27 +61,18 @@ def sample_digits(
             f"starts at infinity; sample it with --sde vp, ve, subvp or rectified_flow (the flow model)"
         )
     model = load_digits_model(weights_path(sde) if flow else weights_path("vp"), device=device, dtype=dtype)
-    score_fn = model.score_fn(sde_obj)
-    gen = torch.Generator(device=device).manual_seed(seed)
-    common = dict(eps=eps, generator=gen, device=device, dtype=dtype, grid=grid, return_info=True)
-    shape = (n, 1, 8, 8)
+    sampler = dict(ode=ode, method=method, steps=steps, grid=grid, lower_order_final=lower_order_final,
+                   predictor=predictor, corrector=corrector, snr=snr)  # fmt: skip
     t0 = time.perf_counter()
-    with torch.no_grad():
-        if ode:
-            fixed = check_choice("method", method, ODE_METHODS) in FIXED_STEP
-            x, info = ode_sample(sde_obj, score_fn, shape, method=method, steps=steps if fixed else None, **common)
-        else:
-            x, info = pc_sample(
-                sde_obj, score_fn, shape, predictor=predictor, corrector=corrector, steps=steps, snr=snr, **common
-            )
+    with score_progress(model.score_fn(sde_obj)) as score_fn:
+        x, info = run_sampler(score_fn, sde_obj, (n, 1, 8, 8), **sampler, eps=eps, device=device, dtype=dtype,
+                              generator=torch.Generator(device=device).manual_seed(seed))  # fmt: skip
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     wall = time.perf_counter() - t0
     metrics = {**digits_metrics(x, model.classifier), "nfe": int(info["nfe"]), "wall_s": wall}
-    config = {"problem": "digits", "sde": sde, "predictor": None if ode else predictor,
-              "corrector": None if ode else corrector, "ode_method": method if ode else None, "steps": steps,
-              "snr": snr, "n": n, "seed": seed, "device": device, "dtype": str(dtype), "eps": eps,
-              "grid": None if grid is None else grid.tolist()}  # fmt: skip
+    config = {"problem": "digits", **run_config(sde=sde, **sampler), "n": n, "seed": seed, "device": device,
+              "dtype": dtype_name(dtype), "eps": eps}  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     result = {"config": config, "metrics": metrics}
     (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -88,8 +80,9 @@ def sample_digits(
     save_grid(x[:256], out / "samples.png")
     label = f"probability-flow ODE ({method})" if ode else f"{predictor} + {corrector}"
     typer.echo(f"sdesolve sample: digits UNet, {sde} SDE, {label}, {steps} steps, n={n}, seed={seed}")
-    typer.echo(f"  Fréchet distance to train digits   {metrics['frechet_distance']:>10.4g}")
-    typer.echo(f"    (held-out vs train floor)        {metrics['frechet_distance_floor']:>10.4g}")
+    m = metrics["frechet_distance_n"]
+    typer.echo(f"  Fréchet distance to train, n={m:<5d}  {metrics['frechet_distance']:>10.4g}")
+    typer.echo(f"    (held-out vs train floor, n={m:<5d}) {metrics['frechet_distance_floor']:>9.4g}")
     typer.echo(f"  label histogram                    {metrics['label_histogram']}")
     typer.echo(f"  NFE                                {metrics['nfe']:>10d}")
     typer.echo(f"  wall time [s]                      {wall:>10.4g}")
