@@ -7,7 +7,7 @@ reasons, is in the docs page "Using sdesolve with diffusers"): clear errors inst
 bare ``IndexError``, the true time step in the VP scheduler, a VE grid index that stays right for any
 ``sampling_eps``.
 
-diffusers is optional (``pip install sdesolve[diffusers]``). When it is installed the schedulers subclass its
+diffusers is optional (``pip install -e ".[diffusers]"`` from a clone). When it is installed the schedulers subclass its
 ``SchedulerMixin`` and ``ConfigMixin`` and the pipeline is a real ``DiffusionPipeline``; without it a small
 local config mechanism reads and writes the same ``scheduler_config.json``. The core of sdesolve never
 imports this module.

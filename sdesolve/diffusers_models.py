@@ -9,7 +9,7 @@ $(i+1)/N$ (DPM-Solver's convention), to $O(\sum_j\beta_j^2) + O(1/N)$. The adapt
 approximation: it evaluates the network at the fractional timestep of equal noise level (`sdesolve.adapters`),
 exact at DDPM's grid points, for VP, sub-VP and VE alike.
 
-Needs diffusers (``pip install sdesolve[diffusers]``); the core of sdesolve never imports this module.
+Needs diffusers (``pip install -e ".[diffusers]"`` from a clone); the core of sdesolve never imports this module.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ whole sampler's output with `assert_moments_close(samples, dist)`::
     def test_my_predictor(sde, data):
         check_sampler(MyPredictor(sde), sde, data)
 
-The strategies need hypothesis (``pip install 'sdesolve[testing]'``).
+The strategies need hypothesis (``pip install -e ".[testing]"`` from a clone).
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def _st():
         from hypothesis import strategies
     except ImportError as err:  # pragma: no cover - hypothesis is a dev dependency
         raise ImportError(
-            "sdesolve.testing strategies need hypothesis: pip install 'sdesolve[testing]' (or pip install hypothesis)"
+            "sdesolve.testing strategies need hypothesis: pip install -e \".[testing]\" from the clone"
         ) from err
     return strategies
 
