@@ -339,8 +339,7 @@ def check_digits_dependencies() -> None:
     missing = [dist for module, dist in DEPENDENCIES.items() if find_spec(module) is None]
     if missing:
         raise ImportError(
-            f"the digits problem needs {', '.join(missing)} (not installed): pip install -e \".[digits]\" "
-            f"from the clone"
+            f'the digits problem needs {", ".join(missing)} (not installed): pip install -e ".[digits]" from the clone'
         )
 
 

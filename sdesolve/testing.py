@@ -53,7 +53,7 @@ def _st():
         from hypothesis import strategies
     except ImportError as err:  # pragma: no cover - hypothesis is a dev dependency
         raise ImportError(
-            "sdesolve.testing strategies need hypothesis: pip install -e \".[testing]\" from the clone"
+            'sdesolve.testing strategies need hypothesis: pip install -e ".[testing]" from the clone'
         ) from err
     return strategies
 

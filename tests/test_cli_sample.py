@@ -7,6 +7,7 @@ error < 4 sqrt(w(1-w)/n) + 0.005 (max-responsibility assignment: neighbouring mo
 distance < 0.01 at n = 4000 (measured: exact-vs-exact floor 0.003; ring radius x1.1 gives 0.019, equal weights 0.15).
 """
 
+import io
 import json
 import math
 import sys
@@ -120,6 +121,19 @@ def test_bad_options_exit_2_with_one_line(tmp_path, args, match):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: ") and match in lines[0], result.stderr
     assert not (tmp_path / "metrics.json").exists()
+
+
+def test_progress_bar_on_a_terminal_only(tmp_path, monkeypatch):
+    from sdesolve.cli._progress import score_progress
+
+    for tty in (False, True):
+        err = io.StringIO()
+        err.isatty = lambda tty=tty: tty
+        monkeypatch.setattr(sys, "stderr", err)
+        with score_progress(lambda x, t: x) as score:
+            for _ in range(3):
+                score(1.0, 0.5)
+        assert ("score evaluations: 3" in err.getvalue() or "3eval" in err.getvalue().replace(" ", "")) == tty
 
 
 def test_digits_names_missing_packages_before_any_work(tmp_path, monkeypatch):

@@ -75,6 +75,12 @@ def test_any_ddpm_table_becomes_an_sde_with_its_alphas_at_the_training_timesteps
     torch.testing.assert_close(score_fn(x, t), DATA.score_fn(sde)(x, t), rtol=1e-8, atol=1e-8)
 
 
+def test_a_zero_snr_table_is_refused_by_name():
+    # rescale_betas_zero_snr ends at alphas_cumprod = 0: an infinite noise level, no finite log-SNR
+    with pytest.raises(ValueError, match="strictly decreasing"):
+        diffusers_models.vp_sde_from_ddpm({**CONFIG, "beta_schedule": "scaled_linear", "rescale_betas_zero_snr": True})
+
+
 def test_time_map_is_exact_at_ddpm_grid_points_and_inverts():
     acp = diffusers_models.ddpm_alphas_cumprod(CONFIG)
     tm = DDPMTimeMap(acp)

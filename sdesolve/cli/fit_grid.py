@@ -19,6 +19,7 @@ from ..fit_grid import FIT_METHODS, FIT_OBJECTIVES, fit_grid, load_fitted_grid, 
 from ..problems import ring_mixture
 from ..sde import get_sde
 from ._common import check_device, fail, option, reported, writable_file
+from ._progress import score_progress
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 EPS = 1e-3  # the sampling command's final time
@@ -90,9 +91,10 @@ def fit_grid_command(
     extra = {"max_evals": max_evals} if objective == "reference" else {"data": data}
     start = time.perf_counter()
     with reported((ValueError, TypeError, RuntimeError, FloatingPointError)), torch.no_grad():
-        grid, info = fit_grid(sde_obj, score_fn, method, nfe, shape=(len(seeds), *event), calibration_seeds=seeds,
-                              objective=objective, eps=EPS, device=torch_device, dtype=torch_dtype, return_info=True,
-                              **extra)  # fmt: skip
+        with score_progress(score_fn) as score_fn:
+            grid, info = fit_grid(sde_obj, score_fn, method, nfe, shape=(len(seeds), *event),
+                                  calibration_seeds=seeds, objective=objective, eps=EPS, device=torch_device,
+                                  dtype=torch_dtype, return_info=True, **extra)  # fmt: skip
     wall = time.perf_counter() - start
     save_fitted_grid(target, grid, info, problem=problem, sde_name=sde, dtype=dtype, fit_wall_s=wall)
     typer.echo(f"sdesolve fit-grid: {problem}, {sde} SDE, {method} at {info['nfe']} NFE ({info['steps']} steps), "
