@@ -103,7 +103,9 @@ def problems(names: list[str], sizes: dict) -> list[Problem]:
             data = to_model_scale(load_digits_data().train[:n_cal], generator=gen)
             p = Problem(name, model.score_fn(sde), (1, 8, 8), torch.float32, cal, held, data)
             p.extra = lambda y, m=model: {
-                k: v for k, v in digits_metrics(y, m.classifier).items() if k.startswith("frechet")
+                k: v
+                for k, v in digits_metrics(y, m.classifier).items()
+                if k in ("frechet_distance", "frechet_distance_floor")
             }
         if name == "gaussian":
             x = KeyedNormal(torch.tensor(held)).prior(sde, (n_held, 2), torch.float64)

@@ -78,7 +78,7 @@ def process_scaling(num_samples: int, steps: int) -> list[dict]:
     """``sdesolve sample`` with 1 and 2 processes: rank 0's sampling wall time and samples per second."""
     rows = []
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    args = ["-m", "sdesolve", "sample", "--num-samples", str(num_samples), "--steps", str(steps)]
+    args = ["-m", "sdesolve", "sample", "--pc", "--num-samples", str(num_samples), "--steps", str(steps)]
     for procs in (1, 2):
         with tempfile.TemporaryDirectory() as tmp:
             run = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}"]

@@ -7,7 +7,7 @@ reasons, is in the docs page "Using sdesolve with diffusers"): clear errors inst
 bare ``IndexError``, the true time step in the VP scheduler, a VE grid index that stays right for any
 ``sampling_eps``.
 
-diffusers is optional (``pip install sdesolve[diffusers]``). When it is installed the schedulers subclass its
+diffusers is optional (``pip install -e ".[diffusers]"`` from a clone). When it is installed the schedulers subclass its
 ``SchedulerMixin`` and ``ConfigMixin`` and the pipeline is a real ``DiffusionPipeline``; without it a small
 local config mechanism reads and writes the same ``scheduler_config.json``. The core of sdesolve never
 imports this module.
@@ -50,6 +50,7 @@ __all__ = [
     "ScoreSdeVpScheduler",
     "ScoreSdeVePipeline",
     "SigmaScoreModel",
+    "to_images",
 ]
 
 Generator = torch.Generator | Sequence[torch.Generator] | None
@@ -57,7 +58,7 @@ Generator = torch.Generator | Sequence[torch.Generator] | None
 # Grid points computed in float32 sit within a few ulps of their exact position k (Δpos ≲ N·6e-8 ≤ 1e-3 for
 # N ≤ 16 000); this slack puts them on k without moving off-grid times (diffusers floors t·(N−1)).
 _GRID_SNAP = 1e-3
-_OUTPUT_TYPES = ("pil", "np", "numpy", None)  # every value but "pil" gives numpy, as in diffusers' pipeline
+_OUTPUT_TYPES = ("pil", "np", "numpy", None, "pt", "latent")  # None gives numpy, as in diffusers' pipeline
 
 
 @dataclass
@@ -493,8 +494,9 @@ class ScoreSdeVePipeline(DiffusionPipeline):
             batch_size: number of images.
             num_inference_steps: predictor steps N (each preceded by ``correct_steps`` corrections).
             generator: torch generator (or one per image) for every random draw.
-            output_type: ``"pil"`` (list of ``PIL.Image``), or ``"np"``, ``"numpy"`` or ``None`` (``[B, H, W, C]``
-                float array in [0, 1]; diffusers returns numpy for every value but ``"pil"``, we refuse typos).
+            output_type: ``"pil"`` (list of ``PIL.Image``), ``"np"``, ``"numpy"`` or ``None`` (``[B, H, W, C]``
+                float array in [0, 1]), ``"pt"`` (``[B, C, H, W]`` tensor in [0, 1] on the pipeline's device) or
+                ``"latent"`` (the final noise-free mean, unclamped), as diffusers' image processor; typos are refused.
             return_dict: return `ImagePipelineOutput` (else a 1-tuple).
 
         Returns:
@@ -525,9 +527,12 @@ class ScoreSdeVePipeline(DiffusionPipeline):
             out = scheduler.step_pred(score, t, sample, generator=generator)
             sample, mean = out.prev_sample, out.prev_sample_mean
         _raise_if_flagged(first_bad, scheduler)
-        images = mean.clamp(0, 1).cpu().permute(0, 2, 3, 1).numpy()
-        if output_type == "pil":
-            images = _to_pil(images)
+        if output_type in ("pt", "latent"):
+            images = mean if output_type == "latent" else mean.clamp(0, 1)
+        else:
+            images = mean.clamp(0, 1).cpu().permute(0, 2, 3, 1).numpy()
+            if output_type == "pil":
+                images = _to_pil(images)
         return ImagePipelineOutput(images=images) if return_dict else (images,)
 
 
@@ -541,6 +546,29 @@ def _raise_if_flagged(first_bad: Tensor, scheduler: Any) -> None:
     if step >= 0:
         t, sigma = float(scheduler.timesteps[step]), float(scheduler.sigmas[step])
         raise FloatingPointError(f"non-finite model output at step {step} (t={t:.6g}, sigma={sigma:.6g})")
+
+
+def to_images(
+    samples: Tensor, value_range: tuple[float, float] = (-1.0, 1.0), output_type: str = "pil"
+) -> list | np.ndarray:
+    """Samples ``[B, C, H, W]`` in ``value_range`` (model scale; diffusers' UNets: [-1, 1]) as images.
+
+    Values are mapped affinely to [0, 1] and clipped there for display (as diffusers' image processor does).
+
+    Args:
+        samples: ``[B, C, H, W]`` with ``C`` 1 or 3.
+        value_range: ``(lo, hi)`` of the model scale, ``lo < hi``.
+        output_type: ``"pil"`` (list of ``PIL.Image``, mode ``L`` or ``RGB``) or ``"np"`` (``[B, H, W, C]``
+            float32 in [0, 1]).
+    """
+    check_choice("output_type", output_type, ("pil", "np"))
+    if samples.ndim != 4 or samples.shape[1] not in (1, 3):
+        raise ValueError(f"samples must be [B, C, H, W] with C = 1 or 3, got shape {tuple(samples.shape)}")
+    lo, hi = (float(v) for v in value_range)
+    if not lo < hi:
+        raise ValueError(f"value_range must be (lo, hi) with lo < hi, got {value_range!r}")
+    images = ((samples.detach().float().cpu() - lo) / (hi - lo)).clamp(0, 1).permute(0, 2, 3, 1).numpy()
+    return _to_pil(images) if output_type == "pil" else images
 
 
 def _to_pil(images: np.ndarray) -> list:

@@ -48,6 +48,8 @@ __all__ = [
     "SCHEDULER_CONFIG",
     "WEIGHTS_PATH",
     "MODEL_SDES",
+    "DEPENDENCIES",
+    "check_digits_dependencies",
     "weights_path",
     "DigitsData",
     "DigitsClassifier",
@@ -413,20 +415,38 @@ def load_digits_model(path: Path | str = WEIGHTS_PATH, device=None, dtype=torch.
     return DigitsModel(unet, classifier, info)
 
 
+DEPENDENCIES = {"sklearn": "scikit-learn", "diffusers": "diffusers", "safetensors": "safetensors", "PIL": "pillow"}
+"""What the digits problem imports (module: distribution): the ``digits`` extra of the package."""
+
+
+def check_digits_dependencies() -> None:
+    """Raise ``ImportError`` naming every missing optional package of the digits problem, before any work."""
+    from importlib.util import find_spec
+
+    missing = [dist for module, dist in DEPENDENCIES.items() if find_spec(module) is None]
+    if missing:
+        raise ImportError(
+            f'the digits problem needs {", ".join(missing)} (not installed): pip install -e ".[digits]" from the clone'
+        )
+
+
 def digits_metrics(samples: Tensor, classifier: DigitsClassifier, data: DigitsData | None = None) -> dict[str, Any]:
     r"""Fréchet distance of samples to the training split in the classifier's feature space, and label histograms.
 
-    ``frechet_distance_floor`` is the held-out split's distance to the training split (the value a perfect
-    sampler of ``n = 297`` would reach; the estimator's bias grows as $1/n$, so compare at similar ``n``).
+    The estimator's bias grows as $1/n$ (Chong & Forsyth 2020), so the sample and its floor are compared at
+    equal $n$: ``frechet_distance`` takes the first $m = \min(n, 297)$ samples (i.i.d., so any $m$ of them are a
+    fair draw) and ``frechet_distance_floor`` the first $m$ held-out digits, both against the whole training
+    split; ``frechet_distance_all_n`` uses all $n$ samples (lower bias, no floor at that $n$).
 
     Args:
-        samples: ``[n, 1, 8, 8]`` in model scale.
+        samples: ``[n, 1, 8, 8]`` in model scale, ``n >= 2``.
         classifier: the feature classifier.
         data: the split (loaded when None).
 
     Returns:
-        ``frechet_distance``, ``frechet_distance_floor``, ``n``, ``label_histogram`` (fractions of 10 labels) and
-        ``train_label_histogram``.
+        ``frechet_distance``, ``frechet_distance_floor``, ``frechet_distance_n`` ($m$),
+        ``frechet_distance_all_n``, ``frechet_distance_comparison`` (how they compare, in words), ``n``,
+        ``label_histogram`` (fractions of 10 labels) and ``train_label_histogram``.
 
     Raises:
         FloatingPointError: for non-finite samples.
@@ -442,9 +462,13 @@ def digits_metrics(samples: Tensor, classifier: DigitsClassifier, data: DigitsDa
         labels = classifier(samples.detach().cpu().float()).argmax(1)
     hist = torch.bincount(labels, minlength=10).double() / labels.numel()
     train_hist = torch.bincount(data.train_labels, minlength=10).double() / data.train_labels.numel()
+    m = min(feats.shape[0], held.shape[0])
     return {
-        "frechet_distance": frechet_distance(feats, train),
-        "frechet_distance_floor": frechet_distance(held, train),
+        "frechet_distance": frechet_distance(feats[:m], train),
+        "frechet_distance_floor": frechet_distance(held[:m], train),
+        "frechet_distance_n": m,
+        "frechet_distance_all_n": frechet_distance(feats, train),
+        "frechet_distance_comparison": f"equal n: first {m} samples and first {m} held-out digits vs the train split",
         "n": int(samples.shape[0]),
         "label_histogram": [round(float(h), 4) for h in hist],
         "train_label_histogram": [round(float(h), 4) for h in train_hist],

@@ -8,9 +8,11 @@ whole sampler's output with `assert_moments_close(samples, dist)`::
     from hypothesis import given
     from sdesolve.testing import sdes, gaussian_data, check_sampler
 
-    @given(sde=sdes(), data=gaussian_data())
+    @given(sde=sdes(ORDER_KINDS), data=gaussian_data())
     def test_my_predictor(sde, data):
         check_sampler(MyPredictor(sde), sde, data)
+
+The strategies need hypothesis (``pip install -e ".[testing]"`` from a clone).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from .sde import EDMSDE, SCORE_SDES, SDES, VESDE, VPSDE, CosineSDE, LinearSDE, R
 from .verify import OrderFit, OrderStudy, exact_expectations, fit_order, weak_order
 
 __all__ = [
+    "ORDER_KINDS",
     "sdes",
     "gaussian_data",
     "mixtures",
@@ -38,11 +41,20 @@ __all__ = [
 ]
 
 
+ORDER_KINDS = ("vp", "subvp")
+"""SDEs on which a weak-order fit over 64–1024 steps with Gaussian data measures the declared order. On VE the
+weak error of the first-order predictors is a sum of terms of opposite sign: Euler–Maruyama's fitted slope ranges
+from 0.2 to 2.4 over drawn VE schedules (the error even grows from 64 to 128 steps on some), so VE is no place to
+fit an order."""
+
+
 def _st():
     try:
         from hypothesis import strategies
     except ImportError as err:  # pragma: no cover - hypothesis is a dev dependency
-        raise ImportError("sdesolve.testing strategies need hypothesis: pip install hypothesis") from err
+        raise ImportError(
+            'sdesolve.testing strategies need hypothesis: pip install -e ".[testing]" from the clone'
+        ) from err
     return strategies
 
 
@@ -140,16 +152,21 @@ def assert_moments_close(samples: Tensor, dist: Gaussian | GaussianMixture, sigm
         )
 
 
-def assert_order(errors: Sequence[float], steps: Sequence[int], expected: float, tol: float = 0.15) -> OrderFit:
-    """Assert the fitted log-log order of ``errors`` against ``steps`` lies within ``tol`` of ``expected``.
+def assert_order(
+    errors: Sequence[float], steps: Sequence[int], expected: float, tol: float = 0.15, *, sharp: bool = True
+) -> OrderFit:
+    """Assert the fitted log-log order of ``errors`` against ``steps``: within ``tol`` of ``expected``
+    (``sharp=True``), or at least ``expected - tol`` (``sharp=False``: the declared order is a lower bound).
 
     Returns:
         The `OrderFit` (slope and 95% interval), for further checks.
     """
     fit = fit_order(steps, errors)
-    if not fit.within(expected, tol):
+    ok = fit.within(expected, tol) if sharp else fit.slope >= expected - tol
+    if not ok:
+        claim = f"within ±{tol} of {expected}" if sharp else f"at least {expected} - {tol}"
         raise AssertionError(
-            f"fitted order {fit.slope:.3f} (95% CI [{fit.lo:.3f}, {fit.hi:.3f}]) is not within ±{tol} of {expected}; "
+            f"fitted order {fit.slope:.3f} (95% CI [{fit.lo:.3f}, {fit.hi:.3f}]) is not {claim}; "
             f"errors {list(errors)} at steps {list(steps)}"
         )
     return fit
@@ -163,9 +180,16 @@ def check_sampler(
     steps: Sequence[int] = (64, 128, 256, 512, 1024),
     expected: float | None = None,
     tol: float = 0.15,
+    sharp: bool = False,
     eps: float = 1e-3,
 ) -> OrderStudy:
     r"""Measure a predictor's weak order against the exact $p_{\rm eps}$ and assert it (see `verify.weak_order`).
+
+    A declared weak order $p$ is a lower bound: the error expands as $C h^p + O(h^{p+1})$ (Talay & Tubaro 1990)
+    and $C$ vanishes for some (SDE, data, statistic) combinations — Euler–Maruyama on VE with Gaussian data
+    measures order ~2, not 1. So by default a correct sampler passes when the fitted order is at least
+    ``expected - tol``; ``sharp=True`` asserts ``|slope - expected| <= tol``, for combinations known to be sharp.
+    Draw SDEs from `ORDER_KINDS` (VP and sub-VP): on VE the error terms cancel and no fitted slope is reliable.
 
     Gaussian data uses exact propagation (the step must be affine in ``x`` and ``noise``, as every step with the
     exact Gaussian score is); mixtures use Monte Carlo against a torchsde reference and also assert the Monte
@@ -174,6 +198,7 @@ def check_sampler(
     Args:
         predictor: the sampler step under test (a `Predictor` instance built on ``sde``).
         expected: order to assert (default: ``predictor.weak_order``).
+        sharp: assert the order itself, not a lower bound.
 
     Returns:
         The `OrderStudy`.
@@ -181,5 +206,5 @@ def check_sampler(
     study = weak_order(sde, predictor, data, steps=steps, eps=eps, expected=expected)
     if not study.mc_ok:
         raise AssertionError(f"Monte Carlo error {study.se.max():.3g} too large for errors {study.errors.tolist()}")
-    assert_order(study.errors, study.steps, study.expected, tol)
+    assert_order(study.errors, study.steps, study.expected, tol, sharp=sharp)
     return study

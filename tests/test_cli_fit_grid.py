@@ -50,7 +50,7 @@ def test_fit_grid_writes_the_record_and_sample_runs_on_it(ring_grid, tmp_path):
         (["--ode", "--method", "unipc_3"], "fitted for method 'ipndm'"),
         (["--ode", "--method", "ipndm", "--sde", "ve"], "fitted for sde"),
         (["--ode", "--method", "ipndm", "--problem", "digits"], "fitted for problem 'ring'"),
-        (["--predictor", "ancestral"], "fitted for method 'ipndm'"),
+        (["--pc", "--predictor", "ancestral"], "fitted for method 'ipndm'"),
     ],
 )
 def test_sample_refuses_a_grid_fitted_for_something_else(ring_grid, tmp_path, args, match):
@@ -70,7 +70,7 @@ def test_klub_grid_for_a_predictor(tmp_path):
     assert result.exit_code == 0, result.output
     grid, record = load_fitted_grid(path)
     assert record["objective"] == "klub" and record["init"] == "cosine" and grid.dtype == torch.float64
-    result = run("sample", "--predictor", "ancestral", "--corrector", "none", "--grid", str(path), "--num-samples",
+    result = run("sample", "--pc", "--predictor", "ancestral", "--corrector", "none", "--grid", str(path), "--num-samples",
                  "200", "--out", str(tmp_path / "s"))  # fmt: skip
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "s" / "metrics.json").read_text())["metrics"]["nfe"] == 8

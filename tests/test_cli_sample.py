@@ -7,6 +7,7 @@ error < 4 sqrt(w(1-w)/n) + 0.005 (max-responsibility assignment: neighbouring mo
 distance < 0.01 at n = 4000 (measured: exact-vs-exact floor 0.003; ring radius x1.1 gives 0.019, equal weights 0.15).
 """
 
+import io
 import json
 import math
 import sys
@@ -15,6 +16,8 @@ import matplotlib.image
 import pytest
 from typer.testing import CliRunner
 
+import sdesolve
+from sdesolve import digits
 from sdesolve.cli import app, bench
 
 W = 8 / 36
@@ -44,7 +47,7 @@ def check_outputs(tmp_path, n, disc):
     ids=["vp-pc", "ve-no-corrector"],
 )
 def test_sample_runs_and_meets_thresholds(tmp_path, args, disc, nfe):
-    result = invoke(tmp_path, "--n", "4000", "--steps", "200", *args)
+    result = invoke(tmp_path, "--pc", "--n", "4000", "--steps", "200", *args)
     assert result.exit_code == 0, result.output
     assert "energy distance" in result.output and "NFE" in result.output
     assert check_outputs(tmp_path, 4000, disc)["nfe"] == nfe
@@ -56,10 +59,40 @@ def test_sample_ode_fixed_step(tmp_path):
     assert json.loads((tmp_path / "metrics.json").read_text())["metrics"]["nfe"] == 100
 
 
+def test_default_is_the_docs_recommendation(tmp_path):
+    """No options: iPNDM on the cosine grid, 20 steps of the probability-flow ODE (docs/fewer-steps.md,
+    "Recommendation"). Discretisation allowance 0.02 in covariance, as for 500 PC steps (its ring RMS at 20 NFE
+    is 0.017 in the docs' table)."""
+    result = invoke(tmp_path, "--n", "4000")
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "metrics.json").read_text())["config"]
+    assert config["sampler"] == "ode" and config["ode_method"] == "ipndm" and config["grid"] == "cosine"
+    assert config["predictor"] is None and config["snr"] is None and config["dtype"] == "float32"
+    assert check_outputs(tmp_path, 4000, 0.02)["nfe"] == 20
+
+
+def test_grid_by_name_and_lower_order_final(tmp_path):
+    result = invoke(tmp_path, "--n", "500", "--method", "dpm_solver_pp_2m", "--steps", "10", "--grid", "logsnr")
+    assert result.exit_code == 0, result.output
+    out = json.loads((tmp_path / "metrics.json").read_text())
+    assert out["config"]["grid"] == "logsnr" and out["config"]["lower_order_final"] is True  # diffusers' default
+    assert out["metrics"]["nfe"] == 10
+    result = invoke(tmp_path / "b", "--n", "500", "--method", "heun", "--steps", "10", "--no-lower-order-final")
+    assert json.loads((tmp_path / "b" / "metrics.json").read_text())["config"]["lower_order_final"] is False
+
+
+def test_version_and_help_are_plain_text():
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"sdesolve {sdesolve.__version__}"
+    for command in ("sample", "likelihood", "fit-grid", "verify", "train", "bench"):
+        text = CliRunner().invoke(app, [command, "--help"]).output
+        assert "``" not in text and "<bool>" not in text and "╭" not in text, (command, text)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("args", [[], ["--sde", "ve", "--corrector", "none"]], ids=["defaults", "ve-no-corrector"])
+@pytest.mark.parametrize("args", [["--pc"], ["--pc", "--sde", "ve", "--corrector", "none"]], ids=["pc", "ve-pc"])
 def test_sample_with_default_size(tmp_path, args):
-    # The documented defaults: 10 000 samples, 500 steps.
+    # The PC defaults: 10 000 samples, 500 steps.
     result = invoke(tmp_path, *args)
     assert result.exit_code == 0, result.output
     check_outputs(tmp_path, 10_000, 0.03)
@@ -68,13 +101,18 @@ def test_sample_with_default_size(tmp_path, args):
 @pytest.mark.parametrize(
     "args,match",
     [
-        (["--predictor", "heun"], "choose one of: euler_maruyama, reverse_diffusion, ancestral"),
-        (["--corrector", "mala"], "choose one of: langevin, annealed_langevin, none"),
+        (["--pc", "--predictor", "heun"], "choose one of: euler_maruyama, reverse_diffusion, ancestral"),
+        (["--pc", "--corrector", "mala"], "choose one of: langevin, annealed_langevin, none"),
         (["--sde", "ddpm"], "choose one of: vp, subvp, ve, rectified_flow, cosine, edm"),
         (["--method", "rk45", "--ode"], "choose one of: dopri5"),
         (["--dtype", "float16"], "choose one of: float32, float64"),
         (["--steps", "0"], "steps must be >= 1"),
-        (["--snr", "-1"], "snr must be finite and >= 0"),
+        (["--pc", "--snr", "-1"], "snr must be finite and >= 0"),
+        (["--snr", "0.1"], "--snr apply to predictor-corrector sampling: add --pc"),
+        (["--pc", "--method", "heun"], "--method heun is an ODE method"),
+        (["--grid", "spiral"], "--grid: 'spiral' is neither a grid name"),
+        (["--threads", "0"], "--threads: threads must be >= 1"),
+        (["--problem", "digits", "--n", "0"], "--num-samples"),
     ],
 )
 def test_bad_options_exit_2_with_one_line(tmp_path, args, match):
@@ -83,6 +121,27 @@ def test_bad_options_exit_2_with_one_line(tmp_path, args, match):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: ") and match in lines[0], result.stderr
     assert not (tmp_path / "metrics.json").exists()
+
+
+def test_progress_bar_on_a_terminal_only(tmp_path, monkeypatch):
+    from sdesolve.cli._progress import score_progress
+
+    for tty in (False, True):
+        err = io.StringIO()
+        err.isatty = lambda tty=tty: tty
+        monkeypatch.setattr(sys, "stderr", err)
+        with score_progress(lambda x, t: x) as score:
+            for _ in range(3):
+                score(1.0, 0.5)
+        assert ("score evaluations: 3" in err.getvalue() or "3eval" in err.getvalue().replace(" ", "")) == tty
+
+
+def test_digits_names_missing_packages_before_any_work(tmp_path, monkeypatch):
+    monkeypatch.setitem(digits.DEPENDENCIES, "no_such_module_27", "no-such-package")
+    result = invoke(tmp_path, "--problem", "digits")
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 1 and "no-such-package" in lines[0], result.stderr
+    assert "pip install" in lines[0] and not (tmp_path / "metrics.json").exists()
 
 
 @pytest.fixture

@@ -345,6 +345,22 @@ def test_pipeline_outputs_and_parity_with_diffusers(unet):
     np.testing.assert_array_equal(np.asarray(pil[0]), np.asarray(run(theirs).images[0]))
     (tup,) = run(ours, output_type="np", return_dict=False)
     np.testing.assert_array_equal(tup, images)
+    pt, latent = run(ours, output_type="pt").images, run(ours, output_type="latent").images
+    assert isinstance(pt, torch.Tensor) and pt.shape == (2, 3, 8, 8)  # diffusers' image processor: [B, C, H, W]
+    np.testing.assert_array_equal(pt.permute(0, 2, 3, 1).cpu().numpy(), images)
+    torch.testing.assert_close(latent.clamp(0, 1), pt, rtol=0, atol=0)  # the same sample, before the clamp
+
+
+def test_to_images_maps_the_model_range_to_pixels():
+    x = torch.tensor([-1.0, 0.0, 1.0, 3.0]).reshape(1, 1, 2, 2)
+    np.testing.assert_array_equal(sd.to_images(x, output_type="np")[0, ..., 0], [[0.0, 0.5], [1.0, 1.0]])
+    (img,) = sd.to_images(x)
+    assert img.mode == "L" and np.asarray(img).tolist() == [[0, 128], [255, 255]]  # round(0.5 * 255) = 128
+    assert sd.to_images(torch.zeros(2, 3, 4, 4), (0.0, 1.0))[1].mode == "RGB"
+    with pytest.raises(ValueError, match="value_range"):
+        sd.to_images(x, (1.0, 1.0))
+    with pytest.raises(ValueError, match="C = 1 or 3"):
+        sd.to_images(torch.zeros(1, 2, 4, 4))
 
 
 def test_pipeline_save_load_round_trip(unet, tmp_path):
@@ -406,7 +422,7 @@ def test_pipeline_single_channel_and_errors(unet):
     pil = exact_pipeline(0.5, 0.1, channels=1)(batch_size=2, num_inference_steps=3, generator=gen(0)).images
     assert pil[0].mode == "L" and pil[0].size == (8, 8)
     pipe = exact_pipeline(0.5, 0.1)
-    for kwargs in ({"output_type": "latent"}, {"num_inference_steps": 0}, {"batch_size": 0}):
+    for kwargs in ({"output_type": "tensor"}, {"num_inference_steps": 0}, {"batch_size": 0}):
         with pytest.raises(ValueError):
             pipe(**kwargs)
     with pytest.raises(TypeError, match="sample_size"):

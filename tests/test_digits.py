@@ -102,7 +102,7 @@ def test_shipped_model_samples_finite_digits(shipped):
         digits_metrics(x * float("nan"), shipped.classifier)
 
 
-@pytest.mark.parametrize("args", [["--corrector", "none"], ["--ode", "--method", "euler"]])
+@pytest.mark.parametrize("args", [["--pc", "--corrector", "none"], ["--ode", "--method", "euler"]])
 def test_cli_sample_digits_writes_png_and_metrics(tmp_path, args):
     result = CliRunner().invoke(
         app, ["sample", "--problem", "digits", "--steps", "4", "--n", "16", "--out", str(tmp_path), *args]
@@ -120,7 +120,7 @@ def test_cli_sample_digits_resumes_and_pins_the_weights(tmp_path):
     """The digits path of `sdesolve sample` stores chunks too: a lost chunk is resampled to the same bytes, the
     manifest pins the weights by their SHA-256, and a changed argument is refused."""
     args = ["sample", "--problem", "digits", "--steps", "4", "--seeds", "0-15", "--chunk-size", "8"]
-    args += ["--corrector", "none", "--quiet", "--out", str(tmp_path)]
+    args += ["--pc", "--corrector", "none", "--quiet", "--out", str(tmp_path)]
     assert CliRunner().invoke(app, args).exit_code == 0
     whole = (tmp_path / "samples.npy").read_bytes()
     (tmp_path / "chunks" / "chunk-000001.npz").unlink()  # as if killed before the second chunk was written

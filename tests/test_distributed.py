@@ -292,7 +292,7 @@ def test_parse_seeds_reads_edm_syntax_and_names_bad_parts():
 
 def test_seeds_option_gives_each_sample_its_own_seed(tmp_path):
     result = CliRunner().invoke(app, ["sample", "--seeds", "3-7,11", "--steps", "5", "--chunk-size", "4", "--ode",
-                                      "--method", "euler", "--out", str(tmp_path)])  # fmt: skip
+                                      "--method", "euler", "--grid", "uniform", "--out", str(tmp_path)])  # fmt: skip
     assert result.exit_code == 0, result.output
     x = np.load(tmp_path / "samples.npy")
     from sdesolve import VPSDE, ode_sample

@@ -163,6 +163,12 @@ def test_site_builds_strict_and_documents_every_public_name(tmp_path):
         text=True,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    # math renders offline: MathJax is served from the site itself, no page loads a script from the network
+    assert (tmp_path / "site" / "javascripts" / "vendor" / "mathjax" / "tex-svg.js").stat().st_size > 1_000_000
+    remote = [
+        p.name for p in (tmp_path / "site").rglob("*.html") if re.search(r"<script[^>]*src=\"https?:", p.read_text())
+    ]
+    assert not remote, f"pages loading scripts from the network: {remote}"
     missing = public_names() - read_inventory(tmp_path / "site" / "objects.inv")
     assert not missing, (
         f"public names missing from the API reference (add `::: sdesolve.<module>` pages): {sorted(missing)}"

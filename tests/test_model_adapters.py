@@ -48,9 +48,37 @@ def test_linear_ddpm_schedule_is_the_vp_sde_at_t_equal_i_plus_1_over_n():
     assert float((log_acp - 2 * sde.log_mean_coeff(t)).abs().max()) > 10 * float(bound.max())  # the terms matter
 
 
-def test_vp_sde_from_ddpm_refuses_other_schedules():
-    with pytest.raises(ValueError, match="beta_schedule"):
-        diffusers_models.vp_sde_from_ddpm({**CONFIG, "beta_schedule": "squaredcos_cap_v2"})
+OTHER_SCHEDULES = [
+    {"beta_schedule": "squaredcos_cap_v2"},
+    {"beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012},  # Stable Diffusion's
+    {"trained_betas": np.linspace(1e-4, 0.03, 1000).tolist()},
+]
+
+
+@pytest.mark.parametrize("schedule", OTHER_SCHEDULES, ids=["squaredcos_cap_v2", "scaled_linear", "trained_betas"])
+def test_any_ddpm_table_becomes_an_sde_with_its_alphas_at_the_training_timesteps(schedule):
+    config = {**CONFIG, **schedule, "prediction_type": "epsilon"}
+    acp = diffusers_models.ddpm_alphas_cumprod(config)
+    sde = diffusers_models.vp_sde_from_ddpm(config)
+    t = torch.arange(1, 1001, dtype=torch.float64) / 1000
+    torch.testing.assert_close(sde.alpha(t) ** 2, acp, rtol=1e-12, atol=0)  # float64 exp/log round-off only
+    torch.testing.assert_close(sde.alpha(t) ** 2 + sde.sigma(t) ** 2, torch.ones_like(t), rtol=0, atol=1e-15)
+    # the derivatives are those of the interpolant: central differences inside one linear piece of log abar, whose
+    # round-off is eps_64 * |value| / h = 2.2e-9 for values <= 1 (the h^2 truncation is far below): atol 1e-8
+    mid, h = torch.tensor([0.1234, 0.5005, 0.8765], dtype=torch.float64), 1e-7
+    for value, slope in ((sde.alpha, sde.d_alpha), (sde.sigma, sde.d_sigma)):
+        central = (value(mid + h) - value(mid - h)) / (2 * h)
+        torch.testing.assert_close(slope(mid), central, rtol=1e-6, atol=1e-8)
+    # with the exact epsilon model of Gaussian data the adapter gives the exact score of this SDE
+    x, t = _x_t()
+    score_fn = score_from_ddpm(_exact_ddpm_model(acp, "epsilon"), acp, sde, "epsilon")
+    torch.testing.assert_close(score_fn(x, t), DATA.score_fn(sde)(x, t), rtol=1e-8, atol=1e-8)
+
+
+def test_a_zero_snr_table_is_refused_by_name():
+    # rescale_betas_zero_snr ends at alphas_cumprod = 0: an infinite noise level, no finite log-SNR
+    with pytest.raises(ValueError, match="strictly decreasing"):
+        diffusers_models.vp_sde_from_ddpm({**CONFIG, "beta_schedule": "scaled_linear", "rescale_betas_zero_snr": True})
 
 
 def test_time_map_is_exact_at_ddpm_grid_points_and_inverts():

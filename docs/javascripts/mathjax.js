@@ -1,14 +1,15 @@
-// MathJax configuration for pymdownx.arithmatex (generic mode), as in the mkdocs-material docs.
+// MathJax configuration for pymdownx.arithmatex (generic mode), as in the mkdocs-material docs, and for the
+// notebooks' markdown cells (mkdocs-jupyter: $...$ and $$...$$ inside .jupyter-wrapper; code is skipped).
 window.MathJax = {
   tex: {
-    inlineMath: [["\\(", "\\)"]],
-    displayMath: [["\\[", "\\]"]],
+    inlineMath: [["\\(", "\\)"], ["$", "$"]],
+    displayMath: [["\\[", "\\]"], ["$$", "$$"]],
     processEscapes: true,
     processEnvironments: true
   },
   options: {
     ignoreHtmlClass: ".*|",
-    processHtmlClass: "arithmatex"
+    processHtmlClass: "arithmatex|jupyter-wrapper"
   }
 };
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import typer
 
+from .. import __version__
 from . import bench, fit_grid, likelihood, sample, train, verify
 from ._common import OneLineErrors
 
@@ -17,7 +18,23 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain click help: no boxed panels, no <str>/<bool> metavars on flags
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"sdesolve {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Numerically verified score-based diffusion SDEs: sample, verify, likelihood, bench, train, fit-grid."""
 
 
 app.command("sample")(sample.sample)

@@ -11,49 +11,30 @@ import torch
 from torch import Tensor
 
 from .. import distributed
-from .._utils import check_choice
 from ..durable import StoredSamples, atomic_write
-from ..sampling import ODE_METHODS, ode_sample, pc_sample
 from ..sde import LinearSDE
-from ..solvers.ode import FIXED_STEP
+from ._run import run_config, run_sampler
 
 ChunkSampler = Callable[[Tensor], tuple[Tensor, dict]]
 
 
-def chunk_sampler(sde: LinearSDE, score_fn, event: tuple[int, ...], *, ode: bool, method: str, predictor: str,
-                  corrector: str, steps: int, snr: float, eps: float, device: str, dtype: torch.dtype,
-                  grid: Tensor | None = None) -> ChunkSampler:  # fmt: skip
-    """``sampler(seeds)`` → (float32 samples ``[m, *event]`` on the CPU, ``{"nfe": ...}``): PC sampling or the
-    probability-flow ODE on ``steps`` uniform intervals or the times ``grid``, every draw of row i keyed by
-    ``seeds[i]``."""
-    fixed = check_choice("method", method, ODE_METHODS) in FIXED_STEP
-    common = dict(eps=eps, device=device, dtype=dtype, grid=grid, return_info=True)
+def chunk_sampler(sde: LinearSDE, score_fn, event: tuple[int, ...], *, device: str, dtype: torch.dtype,
+                  **solver) -> ChunkSampler:  # fmt: skip
+    """``sampler(seeds)`` → (float32 samples ``[m, *event]`` on the CPU, ``{"nfe": ...}``): the command's sampler
+    (`sdesolve.cli._run.run_sampler`, ``solver`` its options), every draw of row i keyed by ``seeds[i]``."""
 
     def sampler(seeds: Tensor) -> tuple[Tensor, dict]:
-        shape, kw = (len(seeds), *event), dict(common, seeds=seeds)
-        with torch.no_grad():
-            if ode:
-                x, info = ode_sample(sde, score_fn, shape, method=method, steps=steps if fixed else None, **kw)
-            else:
-                x, info = pc_sample(
-                    sde, score_fn, shape, predictor=predictor, corrector=corrector, steps=steps, snr=snr, **kw
-                )
+        x, info = run_sampler(score_fn, sde, (len(seeds), *event), **solver, seeds=seeds, device=device, dtype=dtype)
         return x.detach().to("cpu", torch.float32), {"nfe": int(info["nfe"])}
 
     return sampler
 
 
-def sampler_config(*, sde: str, ode: bool, method: str, predictor: str, corrector: str, steps: int, snr: float,
-                   eps: float, device: str, dtype: str, grid: Tensor | None = None) -> dict:  # fmt: skip
-    """What determines a chunk's samples besides the model and the seeds (recorded in the manifest and metrics.json).
-
-    The device's type counts (CPU and CUDA kernels round differently); which GPU does not.
-    """
-    fixed = ode and method in FIXED_STEP
-    return {"sde": sde, "predictor": None if ode else predictor, "corrector": None if ode else corrector,
-            "ode_method": method if ode else None, "steps": steps if fixed or not ode else None,
-            "grid": (grid.tolist() if grid is not None else "uniform") if fixed or not ode else None, "snr": None if ode else snr, "eps": eps, "dtype": dtype,
-            "device": torch.device(device).type}  # fmt: skip
+def sampler_config(*, sde: str, eps: float, device: str, dtype: str, **solver) -> dict:
+    """What determines a chunk's samples besides the model and the seeds (recorded in the manifest and metrics.json):
+    `sdesolve.cli._run.run_config`, ``eps``, the dtype and the device's type (CPU and CUDA kernels round
+    differently; which GPU does not)."""
+    return {**run_config(sde=sde, **solver), "eps": eps, "dtype": dtype, "device": torch.device(device).type}
 
 
 def run_metrics(stored: StoredSamples) -> dict:

@@ -14,10 +14,12 @@ import torch
 import typer
 
 from .._utils import check_choice, check_int
+from ..digits import check_digits_dependencies
 from ..fit_grid import FIT_METHODS, FIT_OBJECTIVES, fit_grid, load_fitted_grid, save_fitted_grid
 from ..problems import ring_mixture
 from ..sde import get_sde
 from ._common import check_device, fail, option, reported, writable_file
+from ._progress import score_progress
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 EPS = 1e-3  # the sampling command's final time
@@ -69,7 +71,7 @@ def fit_grid_command(
     dtype: str = typer.Option("float32", help="float32 or float64."),
     out: str = typer.Option("grid.json", help="Output JSON file."),
 ) -> None:
-    """Fit a sampler's grid at an NFE budget on calibration seeds and write it as JSON for ``sample --grid``."""
+    """Fit a sampler's grid at an NFE budget on calibration seeds; write it as JSON for "sdesolve sample --grid"."""
     problem = option("--problem", check_choice, "problem", problem, ("ring", "digits"))
     sde_obj = option("--sde", get_sde, sde)
     method = option("--method", check_choice, "method", method, FIT_METHODS)
@@ -80,15 +82,19 @@ def fit_grid_command(
     if max_evals is not None:
         option("--max-evals", check_int, "max_evals", max_evals)
     torch_device = check_device("--device", device)
+    if problem == "digits":
+        with reported((ImportError,)):
+            check_digits_dependencies()
     target = writable_file("--out", out)
     with reported((ValueError, TypeError, RuntimeError, OSError)):
         score_fn, event, data = _problem(problem, sde_obj, torch_device, torch_dtype, len(seeds), objective)
     extra = {"max_evals": max_evals} if objective == "reference" else {"data": data}
     start = time.perf_counter()
     with reported((ValueError, TypeError, RuntimeError, FloatingPointError)), torch.no_grad():
-        grid, info = fit_grid(sde_obj, score_fn, method, nfe, shape=(len(seeds), *event), calibration_seeds=seeds,
-                              objective=objective, eps=EPS, device=torch_device, dtype=torch_dtype, return_info=True,
-                              **extra)  # fmt: skip
+        with score_progress(score_fn) as score_fn:
+            grid, info = fit_grid(sde_obj, score_fn, method, nfe, shape=(len(seeds), *event),
+                                  calibration_seeds=seeds, objective=objective, eps=EPS, device=torch_device,
+                                  dtype=torch_dtype, return_info=True, **extra)  # fmt: skip
     wall = time.perf_counter() - start
     save_fitted_grid(target, grid, info, problem=problem, sde_name=sde, dtype=dtype, fit_wall_s=wall)
     typer.echo(f"sdesolve fit-grid: {problem}, {sde} SDE, {method} at {info['nfe']} NFE ({info['steps']} steps), "
@@ -100,9 +106,9 @@ def fit_grid_command(
     typer.echo(f"wrote {target}")
 
 
-def read_grid(flag: str, path: str, sde_obj, method: str, problem: str) -> torch.Tensor:
-    """The times of a ``fit-grid`` file for ``sdesolve sample``, refused (naming ``flag``) if it was fitted for
-    another problem, SDE, method or final time."""
+def read_grid(flag: str, path: str, sde_obj, method: str, problem: str) -> tuple[torch.Tensor, dict]:
+    """The times and record of a ``fit-grid`` file for ``sdesolve sample``, refused (naming ``flag``) if it was
+    fitted for another problem, SDE, method or final time."""
     with reported((ValueError, OSError)):
         grid, record = load_fitted_grid(path)
     wanted = {"problem": problem, "sde": repr(sde_obj), "method": method, "eps": EPS}
@@ -110,4 +116,4 @@ def read_grid(flag: str, path: str, sde_obj, method: str, problem: str) -> torch
         if record.get(key) != value:
             fail(f"{flag}: {path!r} was fitted for {key} {record.get(key)!r}, this run has {value!r} (refit with "
                  f"sdesolve fit-grid or change the option)")  # fmt: skip
-    return grid
+    return grid, record

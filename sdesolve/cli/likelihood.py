@@ -29,7 +29,9 @@ def _build(data: str, sde: str, dim: int, dtype: str):
 def likelihood(
     data: str = typer.Option("mixture", help="embedded problem: mixture (2-D ring of 8 modes) | gaussian"),
     sde: str = typer.Option("vp", help="vp | subvp | ve"),
-    n: int = typer.Option(1000, help="number of points, drawn from the exact p_eps"),
+    n: int = typer.Option(
+        1000, "--num-samples", "--n", help="number of points, drawn from the exact p_eps (--n: alias)"
+    ),
     dim: int = typer.Option(2, help="dimension of --data gaussian"),
     divergence: str = typer.Option("hutchinson_rademacher", help=" | ".join(DIVERGENCES)),
     rtol: float = typer.Option(1e-5, help="relative tolerance of the adaptive solver"),
@@ -45,7 +47,7 @@ def likelihood(
     mismatch log pi(z) - log p_T(z) at the latent z (the flow starts from the prior pi, not p_T).
     """
     oracle, sde_obj = _build(data, sde, dim, dtype)
-    option("--n", check_int, "n", n)
+    option("--num-samples", check_int, "num_samples", n)
     option("--eps", check_positive, "eps", eps)
     option("--eps", sde_obj.check_time, "eps", eps)
     option("--divergence", check_choice, "divergence", divergence, tuple(DIVERGENCES))

@@ -55,8 +55,9 @@ def sample_digits(sde_obj: LinearSDE, config: dict, solver: dict, *, device: str
     write_metrics(out, result["config"], metrics)
     save_grid(x[:256], out / "samples.png")
     typer.echo(f"sdesolve sample: digits UNet, {describe(config)}, n={stored.num_samples}")
-    typer.echo(f"  Fréchet distance to train digits   {metrics['frechet_distance']:>10.4g}")
-    typer.echo(f"    (held-out vs train floor)        {metrics['frechet_distance_floor']:>10.4g}")
+    m = metrics["frechet_distance_n"]
+    typer.echo(f"  Fréchet distance to train, n={m:<5d}  {metrics['frechet_distance']:>10.4g}")
+    typer.echo(f"    (held-out vs train floor, n={m:<5d}) {metrics['frechet_distance_floor']:>9.4g}")
     typer.echo(f"  label histogram                    {metrics['label_histogram']}")
     typer.echo(f"  NFE                                {metrics['nfe']:>10d}")
     typer.echo(f"  wall time [s]                      {metrics['wall_s']:>10.4g}")

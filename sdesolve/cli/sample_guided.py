@@ -21,12 +21,10 @@ import numpy as np
 import torch
 import typer
 
-from .._utils import check_choice
 from ..digits import load_digits_data, load_digits_model, save_grid
 from ..digits_conditional import NUM_CLASSES, label_metrics, load_conditional_digits_model
-from ..sampling import ODE_METHODS, ode_sample, pc_sample
 from ..sde import get_sde
-from ..solvers.ode import FIXED_STEP
+from ._run import dtype_name, run_config, run_sampler
 
 DEFAULT_N = 160
 """Samples per label: at least each label's 139-157 training digits, so the Fréchet distance and its floor use equal n."""
@@ -66,16 +64,18 @@ def sample_digits_guided(
     classifier: bool,
     interval: tuple[float, float] | None,
     sde: str,
-    predictor: str,
-    corrector: str,
+    ode: bool,
+    method: str | None,
     steps: int,
-    snr: float,
+    grid: str,
+    lower_order_final: bool,
+    predictor: str | None,
+    corrector: str | None,
+    snr: float | None,
     n: int | None,
     seed: int,
     device: str,
     dtype: torch.dtype,
-    ode: bool,
-    method: str,
     eps: float,
     out: Path,
 ) -> dict:
@@ -92,18 +92,14 @@ def sample_digits_guided(
     y = torch.tensor(labels, device=device).repeat_interleave(n)
     shape = (len(y), 1, 8, 8)
     runs, samples = [], []
+    sampler = dict(ode=ode, method=method, steps=steps, grid=grid, lower_order_final=lower_order_final,
+                   predictor=predictor, corrector=corrector, snr=snr)  # fmt: skip
     for w in scales:
         make = model.classifier_guided_score_fn if classifier else model.cfg_score_fn
         score = make(y, w, sde_obj, interval)
-        common = dict(eps=eps, generator=torch.Generator(device=device).manual_seed(seed), device=device, dtype=dtype,
-                      return_info=True)  # fmt: skip
         t0 = time.perf_counter()
-        if ode:
-            fixed = check_choice("method", method, ODE_METHODS) in FIXED_STEP
-            x, info = ode_sample(sde_obj, score, shape, method=method, steps=steps if fixed else None, **common)
-        else:
-            x, info = pc_sample(sde_obj, score, shape, predictor=predictor, corrector=corrector, steps=steps, snr=snr,
-                                **common)  # fmt: skip
+        x, info = run_sampler(score, sde_obj, shape, **sampler, eps=eps, device=device, dtype=dtype,
+                              generator=torch.Generator(device=device).manual_seed(seed))  # fmt: skip
         wall = time.perf_counter() - t0
         x = x.detach().cpu().float().reshape(len(labels), n, 1, 8, 8)
         per_label = [label_metrics(x[k], label, fixed_classifier, data) for k, label in enumerate(labels)]
@@ -116,9 +112,8 @@ def sample_digits_guided(
         samples.append(x)
     config = {"problem": "digits", "labels": labels, "guidance": scales,
               "guidance_kind": "classifier" if classifier else "classifier_free", "guidance_interval": interval,
-              "sde": sde, "predictor": None if ode else predictor, "corrector": None if ode else corrector,
-              "ode_method": method if ode else None, "steps": steps, "snr": snr, "n_per_label": n, "seed": seed,
-              "device": device, "dtype": str(dtype), "eps": eps}  # fmt: skip
+              **run_config(sde=sde, **sampler), "n_per_label": n, "seed": seed, "device": device,
+              "dtype": dtype_name(dtype), "eps": eps}  # fmt: skip
     result = {"config": config, "metrics": runs}
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
