@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import re
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -387,6 +388,8 @@ CLI_ROWS = [
     (["verify", "--plot", "{tmp}"], "--plot"),
     (["bench", "--out", "{tmp}"], "--out"),
     (["no-such-command"], "no-such-command"),
+    (["train", "--threads", "0", "--out", "{tmp}"], "--threads"),
+    (["train", "--out", "{file}/sub"], "--out"),
     pytest.param(
         ["sample", "--device", "cuda"],
         "CUDA is not available",
@@ -408,6 +411,7 @@ def no_work(monkeypatch):
         "sdesolve.cli.verify.run_suite",
         "sdesolve.cli.likelihood.log_likelihood",
         "sdesolve.cli.bench.load_benchmarks",
+        "sdesolve.cli.train.train_digits",
     ):
         monkeypatch.setattr(target, refuse)
 
@@ -420,6 +424,28 @@ def test_cli_bad_option_is_one_line_exit_2_before_any_work(tmp_path, no_work, ar
     lines = result.stderr.strip().splitlines()
     assert result.exit_code == 2, (result.exit_code, result.output)
     assert len(lines) == 1 and lines[0].startswith("Error: ") and word in lines[0], result.stderr
+
+
+def test_cli_unexpected_error_is_one_line_exit_1_with_the_installed_typer(tmp_path, monkeypatch):
+    """An error no check foresaw (here an OSError naming a file, raised where the work starts) is one ``Error:`` line
+    naming its type and file, exit 1 — the handler's except clauses are evaluated against the installed typer."""
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device", str(tmp_path / "rows.json"))
+
+    monkeypatch.setattr("sdesolve.cli.verify.run_suite", disk_full)
+    result = CliRunner().invoke(app, ["verify", "--quick"])
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == 1, (result.exit_code, result.output)
+    assert lines == [f"Error: OSError {str(tmp_path / 'rows.json')!r}: No space left on device"], result.stderr
+
+
+def test_train_never_writes_into_the_package_by_default():
+    from sdesolve.cli.train import DEFAULT_OUT
+    from sdesolve.digits import WEIGHTS_PATH
+
+    assert not Path(DEFAULT_OUT).is_absolute()  # a folder in the working directory
+    assert not Path(DEFAULT_OUT).resolve().is_relative_to(WEIGHTS_PATH.parent.parent.resolve())  # not in the package
 
 
 # -- hypothesis: arbitrary wrong values, only the three clear exceptions, bounded time -----------------------------

@@ -99,10 +99,19 @@ def writable_file(flag: str, path: str | Path) -> Path:
     return target
 
 
+def unexpected(err: Exception) -> str:
+    """One line for an error no check foresaw: its type, the file it concerns (``OSError``) and its first line."""
+    where = f" {err.filename!r}" if isinstance(err, OSError) and err.filename else ""
+    what = err.strerror if isinstance(err, OSError) and err.strerror else first_line(err)
+    return f"{type(err).__name__}{where}: {what}"
+
+
 class OneLineErrors(TyperGroup):
     """The command group: click's usage errors (bad type, unknown option) become one ``Error:`` line, exit 2.
 
     typer/click print a usage block or a boxed panel for them; the shared format keeps every bad option one line.
+    An error no check foresaw (a truncated weights file, a disk that fills up) is one ``Error:`` line too, naming
+    its type and, for a file error, the file, with exit code 1; ``SDESOLVE_TRACEBACK=1`` shows the traceback.
     """
 
     def main(
@@ -121,10 +130,15 @@ class OneLineErrors(TyperGroup):
             message = err.format_message().strip()
             typer.echo(f"Error: {message.splitlines()[0] if message else type(err).__name__}", err=True)
             sys.exit(err.exit_code)
-        except click_errors.Abort:
+        except typer.Abort:  # typer's public Abort: click's own class, or typer's copy where typer vendors click
             if not standalone_mode:
                 raise
             typer.echo("Aborted!", err=True)
+            sys.exit(1)
+        except Exception as err:
+            if not standalone_mode or os.environ.get("SDESOLVE_TRACEBACK"):
+                raise
+            typer.echo(f"Error: {unexpected(err)}", err=True)
             sys.exit(1)
         if not standalone_mode:
             return code

@@ -1,7 +1,8 @@
 """``sdesolve train --problem digits``: train the digits UNet (VP SDE, ε-prediction, EMA) and save its weights.
 
 Writes ``digits.safetensors`` (UNet EMA weights and the feature classifier, float16) and ``digits.json``
-(configs, loss curve, wall time) to ``--out``; the package ships the result of the default run.
+(configs, loss curve, wall time) to ``--out`` (default ``sdesolve-train/`` in the working directory: never the
+installed package's data folder, whose shipped weights are the result of the default run).
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ from pathlib import Path
 import torch
 import typer
 
-from .._utils import check_choice
-from ..digits import MODEL_SDES, WEIGHTS_PATH, save_digits, train_digits, weights_path
+from .._utils import check_choice, check_int
+from ..digits import MODEL_SDES, save_digits, train_digits, weights_path
+from ._common import option, writable_dir
 
 PROBLEMS = ("digits", "digits_conditional")
+DEFAULT_OUT = "sdesolve-train"
 
 
 def train(
@@ -33,10 +36,12 @@ def train(
     threads: int = typer.Option(2, help="Torch CPU threads."),
     sde: str = typer.Option("vp", help="SDE and parameterisation: vp (ε-prediction) or rectified_flow (velocity)."),
     out: str = typer.Option(
-        str(WEIGHTS_PATH.parent), help="Output folder for the weights (digits[_<sde>].safetensors, .json)."
+        DEFAULT_OUT, help="Output folder for the weights (digits[_<sde>].safetensors, .json); created if needed."
     ),
 ) -> None:
     """Train the digits UNet on scikit-learn's digits and save it (the shipped weights come from the defaults)."""
+    option("--threads", check_int, "threads", threads)
+    writable_dir("--out", out)  # before training: an unwritable folder found after an hour of training loses it
     try:
         check_choice("problem", problem, PROBLEMS)
         torch.set_num_threads(threads)
