@@ -19,7 +19,7 @@ import torch
 import typer
 from typer.core import TyperGroup
 
-from .._utils import check_device as check_device_arg
+from .._utils import check_available
 
 try:  # recent typer vendors click and raises its own copies of click's exceptions
     from typer._click import exceptions as click_errors
@@ -61,17 +61,7 @@ def reported(errors: tuple[type[BaseException], ...] = (ValueError, TypeError, F
 
 def check_device(flag: str, device: str) -> torch.device:
     """Parse a torch device and check it is available here (``cuda`` without CUDA is one line, not a traceback)."""
-    dev = option(flag, check_device_arg, "device", device)
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            fail(f"{flag}: {device!r} asked for, but CUDA is not available on this machine (torch {torch.__version__})")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            fail(f"{flag}: {device!r} asked for, but only {torch.cuda.device_count()} CUDA device(s) are visible")
-    elif dev.type == "mps" and not torch.backends.mps.is_available():
-        fail(f"{flag}: {device!r} asked for, but MPS is not available on this machine")
-    elif dev.type not in ("cpu", "cuda", "mps"):
-        fail(f"{flag}: device type {dev.type!r} is not supported; use cpu, cuda or mps")
-    return dev
+    return option(flag, check_available, "device", device) or torch.device("cpu")
 
 
 def writable_dir(flag: str, path: str | Path) -> Path:

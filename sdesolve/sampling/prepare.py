@@ -17,8 +17,9 @@ import torch
 from torch import Tensor
 
 from .._utils import (
+    check_all_finite,
+    check_available,
     check_choice,
-    check_device,
     check_float_dtype,
     check_generator,
     check_int,
@@ -105,9 +106,11 @@ def initial_state(sde: SDE, shape, x_init, generator, device, dtype, seeds=None)
     """The start state at T, owned by the sampler (``x_init`` is copied, never updated in place), and the keyed
     draws of ``seeds`` on its device (None without seeds; the prior is then drawn from them)."""
     shape = check_shape("shape", shape)
-    device, generator = check_device("device", device), check_generator("generator", generator)
+    device, generator = check_available("device", device), check_generator("generator", generator)
     dtype = None if dtype is None else check_float_dtype("dtype", dtype)
-    x_init = None if x_init is None else check_sample("x_init", x_init)
+    if x_init is not None:  # a NaN start would surface steps later as the score's or the solver's fault
+        x_init = check_all_finite("x_init", check_sample("x_init", x_init))
+        check_available("x_init.device", x_init.device)
     home = device or (torch.empty(0).device if x_init is None else x_init.device)  # where the state will live
     keyed = seeds_for(seeds, shape, generator, home)
     if x_init is not None:
