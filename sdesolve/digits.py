@@ -239,6 +239,7 @@ def train_digits(
 
     steps, batch_size = check_int("steps", steps), check_int("batch_size", batch_size)
     lr = check_positive("lr", lr)
+    check_int("log_every", log_every)  # the loss curve's interval: 0 would divide by zero at the first step
     check_choice("sde", sde, MODEL_SDES)
     data = load_digits_data()
     classifier, accuracy = train_classifier(data, classifier_steps, seed)

@@ -185,6 +185,7 @@ def _fit(
     """Adam with a 2 % linear warm-up then cosine decay; the EMA module (or ``module``) and the loss curve."""
     from tqdm.auto import tqdm
 
+    check_int("log_every", log_every)  # the loss curve's interval: 0 would divide by zero at the first step
     opt = torch.optim.Adam(module.parameters(), lr=lr)
     warmup = max(1, steps // 50)
     sched = torch.optim.lr_scheduler.LambdaLR(

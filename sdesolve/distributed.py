@@ -99,9 +99,10 @@ def sample(
     """
     work = chunks(num_samples, chunk_size)
     rank, world = rank_and_world()
+    _check_root(root, world)
     error, local = None, None
     try:
-        parts = [sampler(sample_seeds(seed, torch.arange(c.start, c.stop))) for c in work[rank::world]]
+        parts = [_checked_chunk(sampler, sample_seeds(seed, torch.arange(c.start, c.stop))) for c in work[rank::world]]
         local = torch.cat(parts) if parts else None
     except Exception as err:  # reported to every rank below, then re-raised here
         if world == 1:
@@ -116,6 +117,24 @@ def sample(
     if failed:
         raise RuntimeError(f"rank {failed[0][0]} of {world} failed: {failed[0][1]}")
     return _gather(local, statuses, work, rank, world, root)
+
+
+def _check_root(root: int, world: int) -> int:
+    """The gathering rank: an int in ``[0, world)`` (checked on every rank before any work)."""
+    root = check_int("root", root, minimum=0)
+    if root >= world:
+        raise ValueError(f"root must be a rank in [0, {world}) (world size {world}), got root={root}")
+    return root
+
+
+def _checked_chunk(sampler: Sampler, seeds: Tensor) -> Tensor:
+    """``sampler(seeds)``, refused unless it is a tensor with one row per seed (fewer rows would be gathered as
+    zero padding, more would shift every later sample)."""
+    out = sampler(seeds)
+    if not isinstance(out, Tensor) or out.ndim < 1 or out.shape[0] != seeds.shape[0]:
+        got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        raise ValueError(f"sampler(seeds) must return [{seeds.shape[0]}, *event] for {seeds.shape[0]} seeds, got {got}")
+    return out
 
 
 def _gather(local: Tensor | None, statuses: list, work: list[range], rank: int, world: int, root: int) -> Tensor | None:

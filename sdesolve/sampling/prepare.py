@@ -59,7 +59,7 @@ loop captured once as a CUDA graph and replayed (bitwise equal to eager)."""
 
 def checked_score(score_fn: ScoreFn, *, differentiable: bool = False) -> ScoreFn:
     """Wrap ``score_fn`` with checks of its first call: a clear error when it fails on the state's shape, then its
-    output's shape, dtype and device (and, with ``differentiable``, that it depends on ``x`` through autograd).
+    output's shape, dtype, device and finiteness (and, with ``differentiable``, that it depends on ``x`` through autograd).
 
     The loop updates ``x`` in place, so a score that returns ``x`` itself (or a view of it) is copied from then on;
     later calls pay one flag test. No extra evaluation: the checks read the run's own first call. A score that
@@ -91,6 +91,11 @@ def _checked(fn: ScoreFn, name: str, differentiable: bool) -> ScoreFn:
                 f"is x shaped like the model's data? ({type(err).__name__}: {err})"
             ) from err
         check_like(name, s, x)
+        if not bool(torch.isfinite(s).all()):  # one host sync, on the first call only
+            raise FloatingPointError(
+                f"{name} returned non-finite values (NaN or inf) on its first call (x of shape {tuple(x.shape)}, "
+                f"t = {t if not isinstance(t, Tensor) else t.flatten()[:4].tolist()}); check the model or score"
+            )
         if differentiable and x.requires_grad and not s.requires_grad:
             raise TypeError(
                 f"{name}'s output does not depend on x through autograd (computed under torch.no_grad() or "
