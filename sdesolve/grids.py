@@ -39,17 +39,17 @@ def _check(sde: SDE, steps: int, eps: float) -> tuple[int, float]:
 
 def _strictly_decreasing(grid: Tensor, who: str) -> Tensor:
     """``grid`` itself, refused where extreme parameters leave it non-finite or with zero-length intervals (times
-    that coincide in its dtype: a step there does nothing, or divides by a zero step). One host check, at build."""
+    that coincide in its dtype: a step there does nothing, or divides by a zero step). One host sync, at build."""
+    if bool((grid[1:] < grid[:-1]).all()):  # False for NaN too
+        return grid
     values = grid.detach().cpu()
     if not bool(torch.isfinite(values).all()):
         raise ValueError(f"{who} gives non-finite times {values.tolist()}; use less extreme parameters")
-    if not bool((values[1:] < values[:-1]).all()):
-        i = int((values[1:] >= values[:-1]).nonzero()[0, 0])
-        raise ValueError(
-            f"{who} gives a zero-length interval in {grid.dtype} (t[{i}] = t[{i + 1}] = {float(values[i]):.9g}); "
-            "use less extreme parameters, fewer steps or a wider dtype"
-        )
-    return grid
+    i = int((values[1:] >= values[:-1]).nonzero()[0, 0])
+    raise ValueError(
+        f"{who} gives a zero-length interval in {grid.dtype} (t[{i}] = t[{i + 1}] = {float(values[i]):.9g}); "
+        "use less extreme parameters, fewer steps or a wider dtype"
+    )
 
 
 def uniform_grid(sde: SDE, steps: int, eps: float = 1e-3, device=None, dtype=None) -> Tensor:
