@@ -22,7 +22,6 @@ The shipped weights (``sdesolve/data/digits.safetensors``, float16; ``digits.jso
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from .adapters import score_from_velocity
 from .losses import dsm_loss, ema, flow_matching_loss
 from .metrics import frechet_distance
 from .sde import LinearSDE, RectifiedFlowSDE, ScoreFn
+from .weights import load_weights, save_weights
 
 __all__ = [
     "LEVELS",
@@ -298,29 +298,24 @@ def train_digits(
 
 
 def save_digits(model: DigitsModel, path: Path | str = WEIGHTS_PATH) -> None:
-    """Write the UNet and classifier weights (float16 safetensors) and ``info`` (JSON beside it, same stem)."""
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {f"unet.{k}": v.detach().half().contiguous() for k, v in model.unet.state_dict().items()}
-    tensors |= {f"classifier.{k}": v.detach().half().contiguous() for k, v in model.classifier.state_dict().items()}
-    save_file(tensors, str(path))
-    path.with_suffix(".json").write_text(json.dumps(model.info, indent=1) + "\n")
+    """Write the UNet and classifier weights (float16 safetensors) and ``info`` (JSON beside it, same stem) as a
+    verified pair (`sdesolve.weights.save_weights`: atomic, the record carrying the weights' SHA-256)."""
+    save_weights(path, {"unet": model.unet, "classifier": model.classifier}, model.info)
 
 
 def load_digits_model(path: Path | str = WEIGHTS_PATH, device=None, dtype=torch.float32) -> DigitsModel:
-    """Load the shipped (or a given) digits model, in eval mode, on ``device`` in ``dtype``."""
-    from safetensors.torch import load_file
+    """Load the shipped (or a given) digits model, in eval mode, on ``device`` in ``dtype``.
 
+    Raises:
+        FileNotFoundError: no weights at ``path``.
+        ValueError: truncated or corrupt weights, or a record that does not describe them (`load_weights`).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no digits weights at {path}; train them with `sdesolve train --problem digits`")
-    tensors = load_file(str(path))
-    info = json.loads(path.with_suffix(".json").read_text())
     unet, classifier = make_unet(), DigitsClassifier()
-    for prefix, module in (("unet.", unet), ("classifier.", classifier)):
-        module.load_state_dict({k[len(prefix) :]: v.float() for k, v in tensors.items() if k.startswith(prefix)})
+    info = load_weights(path, {"unet": unet, "classifier": classifier})
+    for module in (unet, classifier):
         module.to(device=device).eval().requires_grad_(False)
         if dtype != torch.float32:  # diffusers warns on any dtype cast of a UNet
             module.to(dtype=dtype)
