@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import re
+import tempfile
 import time
 from pathlib import Path
 
@@ -70,7 +71,7 @@ from sdesolve._utils import (
 )
 from sdesolve.cli import app
 from sdesolve.diffusers import ScoreSdeVePipeline, ScoreSdeVeScheduler, ScoreSdeVpScheduler, SigmaScoreModel
-from sdesolve.digits import train_digits
+from sdesolve.digits import WEIGHTS_PATH, load_digits_model, train_digits
 from sdesolve.losses import flow_matching_loss
 from sdesolve.sde import RectifiedFlowSDE
 from sdesolve.torchsde import to_torchsde
@@ -125,6 +126,14 @@ def _inpaint(noise_std: float = 0.0) -> LinearObservation:
 def _rows(seeds: torch.Tensor) -> torch.Tensor:
     """A sampler for `distributed.sample`: one row per seed."""
     return seeds[:, None].double()
+
+
+def _weights(keep: int) -> str:
+    """A copy of the shipped digits weights cut to ``keep`` bytes, with its record, in a fresh folder."""
+    folder = Path(tempfile.mkdtemp())
+    (folder / "w.json").write_text(WEIGHTS_PATH.with_suffix(".json").read_text())
+    (folder / "w.safetensors").write_bytes(WEIGHTS_PATH.read_bytes()[:keep])
+    return str(folder / "w.safetensors")
 
 
 def row(category: str, name: str, exc: type[Exception], word: str, call, *marks):
@@ -384,6 +393,9 @@ ROWS = [
     row("r2-hang", "adaptive-stiff-score", RuntimeError, "max_iterations",
         lambda: sde_adaptive_sample(SDE, lambda x, t: -1e8 * x, (4, 2), max_iterations=50)),
     row("r2-hang", "adaptive-tol-1e-12", ValueError, "rtol", lambda: sde_adaptive_sample(SDE, SCORE, (4, 2), rtol=1e-12, atol=1e-12)),
+    # files: a truncated or empty weights file is refused naming it
+    row("r2-files", "truncated-weights", ValueError, "w.safetensors", lambda: load_digits_model(_weights(keep=100))),
+    row("r2-files", "empty-weights", ValueError, "w.safetensors", lambda: load_digits_model(_weights(keep=0))),
     # -- the validators the engine will call -------------------------------------------------------------------
     row("validator", "check_shape-float", TypeError, "shape", lambda: check_shape("shape", (2.7, 2))),
     row("validator", "check_shape-negative", ValueError, ">= 1", lambda: check_shape("shape", (-1, 2))),
