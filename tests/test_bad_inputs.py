@@ -72,6 +72,7 @@ from sdesolve._utils import (
 from sdesolve.cli import app
 from sdesolve.diffusers import ScoreSdeVePipeline, ScoreSdeVeScheduler, ScoreSdeVpScheduler, SigmaScoreModel
 from sdesolve.digits import WEIGHTS_PATH, load_digits_model, train_digits
+from sdesolve.guidance import cfg_score
 from sdesolve.losses import flow_matching_loss
 from sdesolve.sde import RectifiedFlowSDE
 from sdesolve.torchsde import to_torchsde
@@ -352,6 +353,8 @@ ROWS = [
         lambda: pc_sample(SDE, SCORE, (4, 2), steps=2, corrector=MALACorrector(SDE, lambda x, t: x[:, :1]))),
     row("r2-output", "mala-log-density-nan", FloatingPointError, "log_prob_fn",
         lambda: pc_sample(SDE, SCORE, (4, 2), steps=2, corrector=MALACorrector(SDE, lambda x, t: x.sum(1) * NAN))),
+    row("r2-output", "cfg-cond-[B,1]", ValueError, "one shape",
+        lambda: pc_sample(SDE, cfg_score(lambda x, t: x[:, :1], SCORE, 2.0), (4, 2), steps=2)),
     # silent wrong answers: grids, end times, execution modes, windows, step order, distributed runs
     row("r2-silent", "pc-grid-list>T", ValueError, "[0, T]", lambda: pc_sample(SDE, SCORE, (4, 2), grid=[2.0, 0.5, 1e-3])),
     row("r2-silent", "ode-grid-list>T", ValueError, "[0, T]",
