@@ -93,8 +93,9 @@ def _checked(fn: ScoreFn, name: str, differentiable: bool) -> ScoreFn:
         check_like(name, s, x)
         if not bool(torch.isfinite(s).all()):  # one host sync, on the first call only
             raise FloatingPointError(
-                f"{name} returned non-finite values (NaN or inf) on its first call (x of shape {tuple(x.shape)}, "
-                f"t = {t if not isinstance(t, Tensor) else t.flatten()[:4].tolist()}); check the model or score"
+                f"{name} returned non-finite values (NaN or inf) on its first call, at step 0 (x of shape "
+                f"{tuple(x.shape)}, t = {t if not isinstance(t, Tensor) else t.flatten()[:4].tolist()}); check the "
+                "model or score"
             )
         if differentiable and x.requires_grad and not s.requires_grad:
             raise TypeError(
