@@ -244,6 +244,29 @@ def check_device(name: str, device: object) -> torch.device | None:
         raise ValueError(f"unknown {name} {device!r}; use e.g. 'cpu', 'cuda', 'cuda:0' or 'mps'") from None
 
 
+def check_available(name: str, device: object) -> torch.device | None:
+    """`check_device`, and the device must exist here: ``cuda`` without CUDA, a CUDA index beyond the visible ones,
+    ``mps`` without MPS and ``meta`` (no data: nothing can be sampled on it) are each a ``ValueError``."""
+    dev = check_device(name, device)
+    if dev is None or dev.type == "cpu":
+        return dev
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"{name}={device!r} asked for, but CUDA is not available on this machine (torch {torch.__version__})"
+            )
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"{name}={device!r} asked for, but only {torch.cuda.device_count()} CUDA device(s) are visible"
+            )
+    elif dev.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError(f"{name}={device!r} asked for, but MPS is not available on this machine")
+    else:
+        raise ValueError(f"{name}={device!r}: device type {dev.type!r} is not supported; use cpu, cuda or mps")
+    return dev
+
+
 def check_generator(name: str, generator: object) -> torch.Generator | None:
     """Validate an optional ``torch.Generator`` (an int seed is not one: ``torch.Generator().manual_seed(seed)``)."""
     if generator is not None and not isinstance(generator, torch.Generator):

@@ -29,6 +29,7 @@ __all__ = [
     "TIME_CONVENTIONS",
     "score_from_sigma_model",
     "as_tensor_output",
+    "model_output",
     "PREDICTION_TYPES",
     "DDPMTimeMap",
     "ddpm_model_input",
@@ -46,13 +47,24 @@ def as_tensor_output(out) -> Tensor:
     return getattr(out, "sample", out)
 
 
+def model_output(name: str, out, like: Tensor) -> Tensor:
+    """A network's output (``.sample`` unwrapped) checked to be a tensor of ``like``'s shape, so that a ``[B, 1]`` or
+    scalar output is refused instead of broadcast against the sample (a shape check only: no host sync)."""
+    out = as_tensor_output(out)
+    if not isinstance(out, Tensor):
+        raise TypeError(f"{name} must return a torch.Tensor (or an output with .sample), got {type(out).__name__}")
+    if out.shape != like.shape:
+        raise ValueError(f"{name} output must have the sample's shape {tuple(like.shape)}, got {tuple(out.shape)}")
+    return out
+
+
 def score_from_eps(model: Callable[[Tensor, Tensor], Tensor], sde: LinearSDE) -> ScoreFn:
     r"""Noise-prediction network $\hat\varepsilon(x, t)$: $\nabla\log p_t = -\hat\varepsilon/\sigma(t)$ (Ho et al. 2020)."""
     sde = require_linear(sde, "adapter")
 
     def score_fn(x: Tensor, t: TimeLike) -> Tensor:
         t = batch_time(t, x)
-        return -as_tensor_output(model(x, t)) / append_dims(sde.std(t), x.ndim)
+        return -model_output("noise-prediction model", model(x, t), x) / append_dims(sde.std(t), x.ndim)
 
     return score_fn
 
@@ -63,7 +75,7 @@ def score_from_x0(model: Callable[[Tensor, Tensor], Tensor], sde: LinearSDE) -> 
     sde = require_linear(sde, "adapter")
 
     def data_prediction(x: Tensor, t: TimeLike) -> Tensor:
-        return as_tensor_output(model(x, batch_time(t, x)))
+        return model_output("data-prediction model", model(x, batch_time(t, x)), x)
 
     def score_fn(x: Tensor, t: TimeLike) -> Tensor:
         return sde.score_from_data(x, data_prediction(x, t), t)
@@ -108,11 +120,7 @@ def score_from_velocity(
     def data_prediction(x: Tensor, t: TimeLike) -> Tensor:
         t = batch_time(t, x)
         tau = (sde.T - t if reverse else t) * scale
-        v = sign * as_tensor_output(model(x, tau))
-        if v.shape != x.shape:
-            raise ValueError(
-                f"velocity model output must have the sample's shape {tuple(x.shape)}, got {tuple(v.shape)}"
-            )
+        v = sign * model_output("velocity model", model(x, tau), x)
         p, q = (append_dims(c.to(x.dtype), x.ndim) for c in sde.velocity_coefficients(t))
         return (v - p * x) / q
 
@@ -147,7 +155,7 @@ def score_from_sigma_model(model: Callable[[Tensor, Tensor], Tensor], sde: Linea
     sde = require_linear(sde, "adapter")
 
     def score_fn(x: Tensor, t: TimeLike) -> Tensor:
-        return as_tensor_output(model(x, sde.std(batch_time(t, x))))
+        return model_output("sigma model", model(x, sde.std(batch_time(t, x))), x)
 
     return score_fn
 
@@ -227,8 +235,7 @@ def eps_from_prediction(out: Tensor, x_in: Tensor, alpha_bar: Tensor, prediction
     $\sqrt{\bar\alpha}\,v + \sqrt{1-\bar\alpha}\,x$.
     """
     check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
-    if out.shape != x_in.shape:
-        raise ValueError(f"model output must have the sample's shape {tuple(x_in.shape)}, got {tuple(out.shape)}")
+    out = model_output("model", out, x_in)
     if prediction_type == "epsilon":
         return out
     if prediction_type == "sample":
@@ -282,7 +289,7 @@ def score_from_denoiser(denoiser: Callable[[Tensor, Tensor], Tensor], sde: Linea
     def score_fn(x: Tensor, t: TimeLike) -> Tensor:
         t = batch_time(t, x)
         alpha = append_dims(sde.mean_coeff(t), x.ndim)
-        return sde.score_from_data(x, as_tensor_output(denoiser(x / alpha, sde.noise_level(t))), t)
+        return sde.score_from_data(x, model_output("denoiser", denoiser(x / alpha, sde.noise_level(t)), x), t)
 
     return score_fn
 

@@ -87,7 +87,10 @@ class LinearObservation:
     def apply(self, x: Tensor) -> Tensor:
         """$Ax$ for ``x`` ``[B, *event]``: ``[B, m]``."""
         if tuple(x.shape[1:]) != tuple(self.event_shape):
-            raise ValueError(f"x must have shape [B, *{tuple(self.event_shape)}], got {tuple(x.shape)}")
+            raise ValueError(
+                f"the observation's A acts on events of shape {tuple(self.event_shape)}, but the samples have shape "
+                f"{tuple(x.shape)} (event {tuple(x.shape[1:])}): build the LinearObservation for the data's event shape"
+            )
         return x.reshape(x.shape[0], -1) @ self.A.to(x).T
 
     def adjoint(self, v: Tensor) -> Tensor:

@@ -22,7 +22,6 @@ The shipped weights (``sdesolve/data/digits.safetensors``, float16; ``digits.jso
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -35,10 +34,11 @@ from torch import Tensor, nn
 
 from ._utils import check_choice, check_int, check_positive
 from .adapters import score_from_velocity
-from .durable import atomic_open, atomic_write, config_diff, verify_zip
+from .durable import atomic_open, config_diff, verify_zip
 from .losses import dsm_loss, ema, flow_matching_loss
 from .metrics import frechet_distance
 from .sde import LinearSDE, RectifiedFlowSDE, ScoreFn
+from .weights import load_weights, save_weights
 
 __all__ = [
     "LEVELS",
@@ -259,6 +259,7 @@ def train_digits(
 
     steps, batch_size = check_int("steps", steps), check_int("batch_size", batch_size)
     lr = check_positive("lr", lr)
+    check_int("log_every", log_every)  # the loss curve's interval: 0 would divide by zero at the first step
     check_choice("sde", sde, MODEL_SDES)
     config = {"steps": steps, "batch_size": batch_size, "lr": lr, "ema_decay": ema_decay, "seed": seed,
               "log_every": log_every, "classifier_steps": classifier_steps, "sde": sde}  # fmt: skip
@@ -377,37 +378,23 @@ def _set_rng_states(states: dict, gen: torch.Generator) -> None:
 
 
 def save_digits(model: DigitsModel, path: Path | str = WEIGHTS_PATH) -> None:
-    """Write the UNet and classifier weights (float16 safetensors) and ``info`` (JSON beside it, same stem)."""
-    from safetensors.torch import save
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {f"unet.{k}": v.detach().half().contiguous() for k, v in model.unet.state_dict().items()}
-    tensors |= {f"classifier.{k}": v.detach().half().contiguous() for k, v in model.classifier.state_dict().items()}
-    atomic_write(path, save(tensors))
-    atomic_write(path.with_suffix(".json"), json.dumps(model.info, indent=1) + "\n")
+    """Write the UNet and classifier weights (float16 safetensors) and ``info`` (JSON beside it, same stem) as a
+    verified pair (`sdesolve.weights.save_weights`: atomic, the record carrying the weights' SHA-256)."""
+    save_weights(path, {"unet": model.unet, "classifier": model.classifier}, model.info)
 
 
 def load_digits_model(path: Path | str = WEIGHTS_PATH, device=None, dtype=torch.float32) -> DigitsModel:
-    """Load the shipped (or a given) digits model, in eval mode, on ``device`` in ``dtype``."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    """Load the shipped (or a given) digits model, in eval mode, on ``device`` in ``dtype``.
 
+    Raises:
+        FileNotFoundError: no weights at ``path``.
+        ValueError: truncated or corrupt weights, or a record that does not describe them (`load_weights`).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no digits weights at {path}; train them with `sdesolve train --problem digits`")
     unet, classifier = make_unet(), DigitsClassifier()
-    try:
-        tensors = load_file(str(path))
-        for prefix, module in (("unet.", unet), ("classifier.", classifier)):
-            module.load_state_dict({k[len(prefix) :]: v.float() for k, v in tensors.items() if k.startswith(prefix)})
-    except (SafetensorError, RuntimeError, OSError) as err:
-        raise ValueError(f"digits weights {str(path)!r} are truncated, corrupt or not a digits model "
-                         f"({str(err).strip()[:200]})") from None  # fmt: skip
-    try:
-        info = json.loads(path.with_suffix(".json").read_text())
-    except ValueError as err:
-        raise ValueError(f"{str(path.with_suffix('.json'))!r} is truncated or corrupt ({err})") from None
+    info = load_weights(path, {"unet": unet, "classifier": classifier})
     for module in (unet, classifier):
         module.to(device=device).eval().requires_grad_(False)
         if dtype != torch.float32:  # diffusers warns on any dtype cast of a UNet

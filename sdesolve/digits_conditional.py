@@ -21,7 +21,6 @@ were made by ``sdesolve train --problem digits_conditional``.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable
@@ -46,6 +45,7 @@ from .guidance import GuidedScore, cfg_one_model, classifier_guidance
 from .losses import dsm_loss, ema
 from .metrics import frechet_distance
 from .sde import VPSDE, LinearSDE, ScoreFn
+from .weights import load_weights, save_weights
 
 __all__ = [
     "NUM_CLASSES",
@@ -185,6 +185,7 @@ def _fit(
     """Adam with a 2 % linear warm-up then cosine decay; the EMA module (or ``module``) and the loss curve."""
     from tqdm.auto import tqdm
 
+    check_int("log_every", log_every)  # the loss curve's interval: 0 would divide by zero at the first step
     opt = torch.optim.Adam(module.parameters(), lr=lr)
     warmup = max(1, steps // 50)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -330,34 +331,29 @@ def train_conditional_digits(
 
 
 def save_conditional_digits(model: ConditionalDigitsModel, path: Path | str = CONDITIONAL_WEIGHTS_PATH) -> None:
-    """Write the UNet and classifier weights (float16 safetensors) and ``info`` (JSON beside it, same stem)."""
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {f"unet.{k}": v.detach().half().contiguous() for k, v in model.unet.state_dict().items()}
-    tensors |= {f"classifier.{k}": v.detach().half().contiguous() for k, v in model.classifier.state_dict().items()}
-    save_file(tensors, str(path))
-    path.with_suffix(".json").write_text(json.dumps(model.info, indent=1) + "\n")
+    """Write the UNet and classifier weights (float16 safetensors) and ``info`` (JSON beside it, same stem) as a
+    verified pair (`sdesolve.weights.save_weights`: atomic, the record carrying the weights' SHA-256)."""
+    save_weights(path, {"unet": model.unet, "classifier": model.classifier}, model.info)
 
 
 def load_conditional_digits_model(
     path: Path | str = CONDITIONAL_WEIGHTS_PATH, device=None, dtype=torch.float32
 ) -> ConditionalDigitsModel:
-    """Load the shipped (or a given) class-conditional digits model, in eval mode, on ``device`` in ``dtype``."""
-    from safetensors.torch import load_file
+    """Load the shipped (or a given) class-conditional digits model, in eval mode, on ``device`` in ``dtype``.
 
+    Raises:
+        FileNotFoundError: no weights at ``path``.
+        ValueError: truncated or corrupt weights, or a record that does not describe them (`load_weights`).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
             f"no class-conditional digits weights at {path}; train them with "
             "`sdesolve train --problem digits_conditional`"
         )
-    tensors = load_file(str(path))
-    info = json.loads(path.with_suffix(".json").read_text())
     unet, classifier = make_conditional_unet(), NoisyDigitsClassifier()
-    for prefix, module in (("unet.", unet), ("classifier.", classifier)):
-        module.load_state_dict({k[len(prefix) :]: v.float() for k, v in tensors.items() if k.startswith(prefix)})
+    info = load_weights(path, {"unet": unet, "classifier": classifier})
+    for module in (unet, classifier):
         module.to(device=device).eval().requires_grad_(False)
         if dtype != torch.float32:  # diffusers warns on any dtype cast of a UNet
             module.to(dtype=dtype)

@@ -182,9 +182,22 @@ def _everywhere(step: Callable[[], T], doing: str) -> list[T]:
 
 
 def _call(sampler: Sampler, seeds: Tensor) -> tuple[Tensor, dict]:
-    """``sampler(seeds)`` as ``(samples, info)``."""
+    """``sampler(seeds)`` as ``(samples, info)``, refused unless the samples have one row per seed (fewer rows would
+    be gathered as zero padding, more would shift every later sample)."""
     out = sampler(seeds)
-    return out if isinstance(out, tuple) else (out, {})
+    samples, info = out if isinstance(out, tuple) else (out, {})
+    if not hasattr(samples, "shape") or len(samples.shape) < 1 or samples.shape[0] != seeds.shape[0]:
+        got = tuple(samples.shape) if hasattr(samples, "shape") else type(samples).__name__
+        raise ValueError(f"sampler(seeds) must return [{seeds.shape[0]}, *event] for {seeds.shape[0]} seeds, got {got}")
+    return samples, info
+
+
+def _check_root(root: int, world: int) -> int:
+    """The gathering rank: an int in ``[0, world)`` (checked on every rank before any work)."""
+    root = check_int("root", root, minimum=0)
+    if root >= world:
+        raise ValueError(f"root must be a rank in [0, {world}) (world size {world}), got root={root}")
+    return root
 
 
 def sample(
@@ -236,6 +249,7 @@ def sample(
             when a rank died (with ``out_dir``, how many samples are safe on disk).
     """
     values = per_sample_seeds(num_samples, seed, seeds)
+    root = _check_root(root, rank_and_world()[1])
     if out_dir is not None:
         spec = {"rule": "sample_seeds(seed, k)", "seed": seed} if seeds is None else {"list": format_seeds(values)}
         store = ChunkStore(out_dir, values, chunk_size, {**(config or {}), "seeds": spec})

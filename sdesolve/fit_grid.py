@@ -41,6 +41,7 @@ from scipy.optimize import minimize
 from torch import Tensor
 
 from ._utils import check_choice, check_float_dtype, check_int, check_positive, check_shape
+from .durable import atomic_write
 from .grids import GRIDS, make_grid
 from .predictors import PREDICTORS
 from .sampling import ode_sample, pc_sample
@@ -476,7 +477,7 @@ def save_fitted_grid(path: str | Path, grid: Tensor, info: dict[str, Any], **ext
     record = {"format": _FORMAT, **info, **extra, "times": [float(t) for t in times]}
     path = Path(path)
     lines = ",\n".join(f" {json.dumps(key)}: {json.dumps(value)}" for key, value in record.items())
-    path.write_text("{\n" + lines + "\n}\n")  # one field per line, lists (seeds, times) on theirs
+    atomic_write(path, "{\n" + lines + "\n}\n")  # one field per line, lists (seeds, times) on theirs
     return path
 
 

@@ -37,10 +37,26 @@ def _check(sde: SDE, steps: int, eps: float) -> tuple[int, float]:
     return steps, eps
 
 
+def _strictly_decreasing(grid: Tensor, who: str) -> Tensor:
+    """``grid`` itself, refused where extreme parameters leave it non-finite or with zero-length intervals (times
+    that coincide in its dtype: a step there does nothing, or divides by a zero step). One host sync, at build."""
+    if bool((grid[1:] < grid[:-1]).all()):  # False for NaN too
+        return grid
+    values = grid.detach().cpu()
+    if not bool(torch.isfinite(values).all()):
+        raise ValueError(f"{who} gives non-finite times {values.tolist()}; use less extreme parameters")
+    i = int((values[1:] >= values[:-1]).nonzero()[0, 0])
+    raise ValueError(
+        f"{who} gives a zero-length interval in {grid.dtype} (t[{i}] = t[{i + 1}] = {float(values[i]):.9g}); "
+        "use less extreme parameters, fewer steps or a wider dtype"
+    )
+
+
 def uniform_grid(sde: SDE, steps: int, eps: float = 1e-3, device=None, dtype=None) -> Tensor:
     r"""$t_i = T + \tfrac iN(\varepsilon - T)$, $i = 0..N$: the grid of score_sde with true spacing."""
     steps, eps = _check(sde, steps, eps)
-    return torch.linspace(sde.T, eps, steps + 1, device=device, dtype=dtype or torch.get_default_dtype())
+    grid = torch.linspace(sde.T, eps, steps + 1, device=device, dtype=dtype or torch.get_default_dtype())
+    return _strictly_decreasing(grid, f"uniform_grid(steps={steps}, eps={eps})")
 
 
 def noise_level(sde: LinearSDE, t: Tensor) -> Tensor:
@@ -94,7 +110,9 @@ def log_sigma_grid(sde: SDE, steps: int, eps: float = 1e-3, device=None, dtype=N
     def geometric(hi: float, lo: float, n: int) -> Tensor:
         return torch.exp(torch.linspace(math.log(hi), math.log(lo), n, dtype=torch.float64))
 
-    return _level_grid(sde, steps, eps, geometric, device, dtype)
+    return _strictly_decreasing(
+        _level_grid(sde, steps, eps, geometric, device, dtype), f"log_sigma_grid(steps={steps}, eps={eps})"
+    )
 
 
 def karras_grid(sde: SDE, steps: int, eps: float = 1e-3, rho: float = 7.0, device=None, dtype=None) -> Tensor:
@@ -106,9 +124,12 @@ def karras_grid(sde: SDE, steps: int, eps: float = 1e-3, rho: float = 7.0, devic
 
     def ramp(hi: float, lo: float, n: int) -> Tensor:
         u = torch.linspace(0, 1, n, dtype=torch.float64)
-        return (hi ** (1 / rho) + u * (lo ** (1 / rho) - hi ** (1 / rho))) ** rho
+        top, bottom = (torch.tensor(v, dtype=torch.float64) ** (1 / rho) for v in (hi, lo))  # inf, not OverflowError
+        return (top + u * (bottom - top)) ** rho
 
-    return _level_grid(sde, steps, eps, ramp, device, dtype)
+    return _strictly_decreasing(
+        _level_grid(sde, steps, eps, ramp, device, dtype), f"karras_grid(steps={steps}, eps={eps}, rho={rho})"
+    )
 
 
 def cosine_grid(sde: SDE, steps: int, eps: float = 1e-3, sigma_data: float = 1.0, device=None, dtype=None) -> Tensor:
@@ -129,7 +150,10 @@ def cosine_grid(sde: SDE, steps: int, eps: float = 1e-3, sigma_data: float = 1.0
     angles = torch.linspace(  # θ(T) = π/2 where σ̃(T) = ∞: the cosine grid needs no special first interval
         float(torch.atan(hi / sigma_data)), float(torch.atan(lo / sigma_data)), steps + 1, dtype=torch.float64
     )
-    return _from_levels(sde, sigma_data * torch.tan(angles), eps, device, dtype)
+    return _strictly_decreasing(
+        _from_levels(sde, sigma_data * torch.tan(angles), eps, device, dtype),
+        f"cosine_grid(steps={steps}, eps={eps}, sigma_data={sigma_data})",
+    )
 
 
 # "logsnr" (uniform in λ = log(α/σ), DPM-Solver's grid) is log_sigma_grid: σ̃ = exp(-λ), so a geometric σ̃ is a

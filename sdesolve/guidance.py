@@ -160,7 +160,13 @@ def classifier_guidance(
 
 
 def _combine(uncond: Tensor, cond: Tensor, scale: float) -> Tensor:
-    """$s_u + w(s_c - s_u)$ (one ``lerp``)."""
+    """$s_u + w(s_c - s_u)$ (one ``lerp``); the two scores must have one shape (``lerp`` would broadcast a ``[B, 1]``
+    half into a guided score of the right shape, which no later check could tell from a correct one)."""
+    if uncond.shape != cond.shape:
+        raise ValueError(
+            f"the conditional and unconditional scores must have one shape, got {tuple(cond.shape)} and "
+            f"{tuple(uncond.shape)}"
+        )
     return torch.lerp(uncond, cond, scale)
 
 

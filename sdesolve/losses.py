@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ._utils import append_dims, check_choice, check_positive, randn_like
-from .adapters import as_tensor_output, score_from_eps, score_from_x0
+from .adapters import model_output, score_from_eps, score_from_x0
 from .sde import LinearSDE, ScoreFn, require_linear
 
 __all__ = ["PARAMETERIZATIONS", "dsm_losses", "dsm_loss", "flow_matching_losses", "flow_matching_loss", "ema"]
@@ -70,7 +70,7 @@ def dsm_losses(
     score_fn = _as_score(model, sde, parameterization)
     t, z, x_t = _perturbed(sde, x0, t, eps, generator)
     std = append_dims(sde.std(t), x0.ndim)
-    score = score_fn(x_t, t)
+    score = model_output("model", score_fn(x_t, t), x_t)
     if likelihood_weighting:
         residual = (score + z / std) ** 2 * append_dims(sde.diffusion(t) ** 2, x0.ndim)
     else:
@@ -129,7 +129,7 @@ def flow_matching_losses(
     sde = require_linear(sde, "flow_matching_losses")
     t, z, x_t = _perturbed(sde, x0, t, eps, generator)
     target = append_dims(sde.d_mean_coeff(t), x0.ndim) * x0 + append_dims(sde.d_std(t), x0.ndim) * z
-    residual = (as_tensor_output(model(x_t, t * time_scale)) - target) ** 2
+    residual = (model_output("velocity model", model(x_t, t * time_scale), x_t) - target) ** 2
     residual = residual.reshape(x0.shape[0], -1)
     return residual.mean(1) if reduce_mean else residual.sum(1)
 

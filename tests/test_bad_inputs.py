@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import math
 import re
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -25,18 +27,34 @@ from typer.testing import CliRunner
 from sdesolve import (
     VESDE,
     VPSDE,
+    EDMStochastic,
     EulerMaruyama,
     Gaussian,
     GaussianMixture,
+    ImprovedEuler,
     LangevinCorrector,
+    LinearObservation,
+    MALACorrector,
+    Restart,
     SubVPSDE,
     bits_per_dim,
+    cosine_grid,
     dequantization_offset,
+    distributed,
+    dps_score,
+    dsm_loss,
     get_sde,
+    inpainting_matrix,
+    karras_grid,
     log_likelihood,
     make_grid,
     ode_sample,
     pc_sample,
+    replacement_sample,
+    score_from_denoiser,
+    score_from_eps,
+    score_from_x0,
+    sde_adaptive_sample,
     uniform_grid,
 )
 from sdesolve._utils import (
@@ -53,6 +71,10 @@ from sdesolve._utils import (
 )
 from sdesolve.cli import app
 from sdesolve.diffusers import ScoreSdeVePipeline, ScoreSdeVeScheduler, ScoreSdeVpScheduler, SigmaScoreModel
+from sdesolve.digits import WEIGHTS_PATH, load_digits_model, train_digits
+from sdesolve.guidance import cfg_score
+from sdesolve.losses import flow_matching_loss
+from sdesolve.sde import RectifiedFlowSDE
 from sdesolve.torchsde import to_torchsde
 
 NAN, INF = float("nan"), float("inf")
@@ -95,6 +117,24 @@ def _pipeline() -> ScoreSdeVePipeline:
 
 def _bridge_f(score_fn, event_shape=None, y=X):
     return to_torchsde(SDE, score_fn, event_shape=event_shape).f(torch.tensor(0.5), y)
+
+
+def _inpaint(noise_std: float = 0.0) -> LinearObservation:
+    """Observe the first two of four coordinates."""
+    return LinearObservation(inpainting_matrix(torch.tensor([True, True, False, False])), torch.ones(2), noise_std)
+
+
+def _rows(seeds: torch.Tensor) -> torch.Tensor:
+    """A sampler for `distributed.sample`: one row per seed."""
+    return seeds[:, None].double()
+
+
+def _weights(keep: int) -> str:
+    """A copy of the shipped digits weights cut to ``keep`` bytes, with its record, in a fresh folder."""
+    folder = Path(tempfile.mkdtemp())
+    (folder / "w.json").write_text(WEIGHTS_PATH.with_suffix(".json").read_text())
+    (folder / "w.safetensors").write_bytes(WEIGHTS_PATH.read_bytes()[:keep])
+    return str(folder / "w.safetensors")
 
 
 def row(category: str, name: str, exc: type[Exception], word: str, call, *marks):
@@ -289,6 +329,76 @@ ROWS = [
     row("engine", "ll-nan-x-fixed-step", FloatingPointError, "non-finite",
         lambda: log_likelihood(SDE, SCORE, X * NAN, method="euler", steps=4)),
     row("engine", "ll-score-dtype", TypeError, "dtype", lambda: log_likelihood(SDE, f64_score, X)),
+    # -- round two: the surfaces added since the first round (issue 26) ------------------------------------------
+    # silent wrong answers: a model output of the wrong shape or type is refused, not broadcast
+    row("r2-output", "dsm-[B,1]", ValueError, "shape", lambda: dsm_loss(SDE, lambda x, t: x[:, :1], X)),
+    row("r2-output", "dsm-eps-scalar", ValueError, "noise-prediction model",
+        lambda: dsm_loss(SDE, lambda x, t: x.sum(), X, parameterization="epsilon")),
+    row("r2-output", "flow-matching-[B,1]", ValueError, "velocity model",
+        lambda: flow_matching_loss(RectifiedFlowSDE(), lambda x, t: x[:, :1], X)),
+    row("r2-output", "score_from_x0-[B,1]", ValueError, "data-prediction model",
+        lambda: score_from_x0(lambda x, t: x[:, :1], SDE)(X, 0.5)),
+    row("r2-output", "score_from_denoiser-scalar", ValueError, "denoiser",
+        lambda: score_from_denoiser(lambda x, s: x.sum(), SDE)(X, 0.5)),
+    row("r2-output", "score_from_eps-float", TypeError, "torch.Tensor", lambda: score_from_eps(lambda x, t: 1.0, SDE)(X, 0.5)),
+    row("r2-output", "replacement-nan-score", FloatingPointError, "non-finite",
+        lambda: replacement_sample(SDE, nan_score, _inpaint(), 3, steps=3)),
+    row("r2-output", "replacement-f64-score", TypeError, "dtype",
+        lambda: replacement_sample(SDE, lambda x, t: x.double(), _inpaint(), 3, steps=3)),
+    row("r2-output", "replacement-[B,1]-score", ValueError, "shaped like",
+        lambda: replacement_sample(SDE, lambda x, t: x[:, :1], _inpaint(), 3, steps=3)),
+    row("r2-output", "mala-log-density-float", ValueError, "log_prob_fn",
+        lambda: pc_sample(SDE, SCORE, (4, 2), steps=2, corrector=MALACorrector(SDE, lambda x, t: 1.0))),
+    row("r2-output", "mala-log-density-[B,1]", ValueError, "[B]=[4]",
+        lambda: pc_sample(SDE, SCORE, (4, 2), steps=2, corrector=MALACorrector(SDE, lambda x, t: x[:, :1]))),
+    row("r2-output", "mala-log-density-nan", FloatingPointError, "log_prob_fn",
+        lambda: pc_sample(SDE, SCORE, (4, 2), steps=2, corrector=MALACorrector(SDE, lambda x, t: x.sum(1) * NAN))),
+    row("r2-output", "cfg-cond-[B,1]", ValueError, "one shape",
+        lambda: pc_sample(SDE, cfg_score(lambda x, t: x[:, :1], SCORE, 2.0), (4, 2), steps=2)),
+    # silent wrong answers: grids, end times, execution modes, windows, step order, distributed runs
+    row("r2-silent", "pc-grid-list>T", ValueError, "[0, T]", lambda: pc_sample(SDE, SCORE, (4, 2), grid=[2.0, 0.5, 1e-3])),
+    row("r2-silent", "ode-grid-list>T", ValueError, "[0, T]",
+        lambda: ode_sample(SDE, SCORE, (4, 2), method="euler", grid=[2.0, 0.5, 1e-3])),
+    row("r2-silent", "dopri5-eps=T", ValueError, "eps", lambda: ode_sample(SDE, SCORE, (4, 2), eps=1.0)),
+    row("r2-silent", "scipy-eps>T", ValueError, "eps", lambda: ode_sample(SDE, SCORE, (4, 2), method="scipy_rk45", eps=1.5)),
+    row("r2-silent", "dopri5-compile", ValueError, "fixed-step", lambda: ode_sample(SDE, SCORE, (4, 2), execution="compile")),
+    row("r2-silent", "dpm-adaptive-compile", ValueError, "fixed-step",
+        lambda: ode_sample(SDE, SCORE, (4, 2), method="dpm_solver_adaptive", execution="compile")),
+    row("r2-silent", "cosine-grid-zero-interval", ValueError, "zero-length",
+        lambda: cosine_grid(RectifiedFlowSDE(), 50, sigma_data=1e6)),
+    row("r2-silent", "karras-grid-rho-tiny", ValueError, "non-finite", lambda: karras_grid(SDE, 10, rho=1e-6)),
+    row("r2-silent", "improved-euler-step-forward", ValueError, "t_next < t",
+        lambda: ImprovedEuler(SDE).step(X, torch.full((4,), 0.3), torch.full((4,), 0.6), SCORE, noise=None)),
+    row("r2-silent", "edm-step-zero", ValueError, "t_next < t", lambda: EDMStochastic(SDE).step(X, 0.5, 0.5, SCORE, noise=None)),
+    row("r2-silent", "edm-window-empty", ValueError, "s_tmin", lambda: EDMStochastic(SDE, churn=1.0, s_tmin=5.0, s_tmax=1.0)),
+    row("r2-silent", "edm-window-above-sigma(T)", ValueError, "s_tmin", lambda: EDMStochastic(SDE, s_tmin=1e3)),
+    row("r2-silent", "restart-window-empty", ValueError, "s_min", lambda: Restart(SDE, s_min=0.5, s_max=0.1)),
+    row("r2-silent", "restart-window-above-sigma(T)", ValueError, "s_min", lambda: Restart(SDE, s_min=500.0, s_max=1e3)),
+    row("r2-silent", "distributed-float-seed", TypeError, "seed", lambda: distributed.sample(_rows, 4, seed=2.7)),
+    row("r2-silent", "distributed-root-beyond-world", ValueError, "root", lambda: distributed.sample(_rows, 4, seed=0, root=1)),
+    row("r2-silent", "distributed-short-chunk", ValueError, "sampler(seeds)",
+        lambda: distributed.sample(lambda s: _rows(s)[:-1], 4, seed=0)),
+    # unhelpful errors made clear
+    row("r2-message", "meta-device", ValueError, "meta", lambda: pc_sample(SDE, SCORE, (4, 2), steps=2, device="meta")),
+    row("r2-message", "adaptive-sde-str", TypeError, "sde must", lambda: sde_adaptive_sample("vp", SCORE, (4, 2))),
+    row("r2-message", "dsm-sde-str", TypeError, "sde must", lambda: dsm_loss("vp", lambda x, t: x, X)),
+    row("r2-message", "dps-observation-event", ValueError, "observation",
+        lambda: pc_sample(SDE, dps_score(SCORE, SDE, _inpaint(noise_std=0.1)), (3, 2), steps=2)),
+    row("r2-message", "train-log_every=0", ValueError, "log_every", lambda: train_digits(steps=1, log_every=0)),
+    pytest.param(lambda: pc_sample(SDE, SCORE, (4, 2), steps=2, device="cuda"), ValueError, "CUDA is not available",
+                 id="r2-message/cuda-without-cuda",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")),
+    # hangs: every adaptive loop returns, with a clear error
+    row("r2-hang", "adaptive-nan-score", FloatingPointError, "non-finite", lambda: sde_adaptive_sample(SDE, nan_score, (4, 2))),
+    row("r2-hang", "adaptive-inf-score", FloatingPointError, "non-finite",
+        lambda: sde_adaptive_sample(SDE, lambda x, t: x * INF, (4, 2))),
+    row("r2-hang", "adaptive-nan-x_init", FloatingPointError, "x_init", lambda: sde_adaptive_sample(SDE, SCORE, (4, 2), x_init=X * NAN)),
+    row("r2-hang", "adaptive-stiff-score", RuntimeError, "max_iterations",
+        lambda: sde_adaptive_sample(SDE, lambda x, t: -1e8 * x, (4, 2), max_iterations=50)),
+    row("r2-hang", "adaptive-tol-1e-12", ValueError, "rtol", lambda: sde_adaptive_sample(SDE, SCORE, (4, 2), rtol=1e-12, atol=1e-12)),
+    # files: a truncated or empty weights file is refused naming it
+    row("r2-files", "truncated-weights", ValueError, "w.safetensors", lambda: load_digits_model(_weights(keep=100))),
+    row("r2-files", "empty-weights", ValueError, "w.safetensors", lambda: load_digits_model(_weights(keep=0))),
     # -- the validators the engine will call -------------------------------------------------------------------
     row("validator", "check_shape-float", TypeError, "shape", lambda: check_shape("shape", (2.7, 2))),
     row("validator", "check_shape-negative", ValueError, ">= 1", lambda: check_shape("shape", (-1, 2))),
@@ -397,6 +507,8 @@ CLI_ROWS = [
     (["verify", "--plot", "{tmp}"], "--plot"),
     (["bench", "--out", "{tmp}"], "--out"),
     (["no-such-command"], "no-such-command"),
+    (["train", "--threads", "0", "--out", "{tmp}"], "--threads"),
+    (["train", "--out", "{file}/sub"], "--out"),
     pytest.param(
         ["sample", "--device", "cuda"],
         "CUDA is not available",
@@ -419,6 +531,7 @@ def no_work(monkeypatch):
         "sdesolve.cli.verify.run_suite",
         "sdesolve.cli.likelihood.log_likelihood",
         "sdesolve.cli.bench.load_benchmarks",
+        "sdesolve.cli.train.train_digits",
     ):
         monkeypatch.setattr(target, refuse)
 
@@ -431,6 +544,28 @@ def test_cli_bad_option_is_one_line_exit_2_before_any_work(tmp_path, no_work, ar
     lines = result.stderr.strip().splitlines()
     assert result.exit_code == 2, (result.exit_code, result.output)
     assert len(lines) == 1 and lines[0].startswith("Error: ") and word in lines[0], result.stderr
+
+
+def test_cli_unexpected_error_is_one_line_exit_1_with_the_installed_typer(tmp_path, monkeypatch):
+    """An error no check foresaw (here an OSError naming a file, raised where the work starts) is one ``Error:`` line
+    naming its type and file, exit 1 — the handler's except clauses are evaluated against the installed typer."""
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device", str(tmp_path / "rows.json"))
+
+    monkeypatch.setattr("sdesolve.cli.verify.run_suite", disk_full)
+    result = CliRunner().invoke(app, ["verify", "--quick"])
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == 1, (result.exit_code, result.output)
+    assert lines == [f"Error: OSError {str(tmp_path / 'rows.json')!r}: No space left on device"], result.stderr
+
+
+def test_train_never_writes_into_the_package_by_default():
+    from sdesolve.cli.train import DEFAULT_OUT
+    from sdesolve.digits import WEIGHTS_PATH
+
+    assert not Path(DEFAULT_OUT).is_absolute()  # a folder in the working directory
+    assert not Path(DEFAULT_OUT).resolve().is_relative_to(WEIGHTS_PATH.parent.parent.resolve())  # not in the package
 
 
 # -- hypothesis: arbitrary wrong values, only the three clear exceptions, bounded time -----------------------------

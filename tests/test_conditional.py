@@ -287,7 +287,11 @@ def test_observation_matrices():
         (lambda: LinearObservation([1.0, 0.0], [1.0]), ValueError, "A"),
         (lambda: LinearObservation([[1.0, 0.0]], [1.0], -0.5), ValueError, "noise_std"),
         (lambda: LinearObservation([[1.0, 0.0]], [1.0], event_shape=(3,)), ValueError, "event_shape"),
-        (lambda: LinearObservation([[1.0]], [1.0]).apply(torch.zeros(2, 2)), ValueError, "x"),
+        (
+            lambda: LinearObservation([[1.0]], [1.0]).apply(torch.zeros(2, 2)),
+            ValueError,
+            "observation.s A acts on events",
+        ),
         (lambda: inpainting_matrix(torch.tensor([1, 0])), TypeError, "mask"),
         (lambda: inpainting_matrix(torch.tensor([False, False])), ValueError, "mask"),
         (lambda: colorization_matrix(0, 2, 2), ValueError, "channels"),

@@ -19,7 +19,7 @@ import torch
 import typer
 from typer.core import TyperGroup
 
-from .._utils import check_device as check_device_arg
+from .._utils import check_available
 
 try:  # recent typer vendors click and raises its own copies of click's exceptions
     from typer._click import exceptions as click_errors
@@ -61,17 +61,7 @@ def reported(errors: tuple[type[BaseException], ...] = (ValueError, TypeError, F
 
 def check_device(flag: str, device: str) -> torch.device:
     """Parse a torch device and check it is available here (``cuda`` without CUDA is one line, not a traceback)."""
-    dev = option(flag, check_device_arg, "device", device)
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            fail(f"{flag}: {device!r} asked for, but CUDA is not available on this machine (torch {torch.__version__})")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            fail(f"{flag}: {device!r} asked for, but only {torch.cuda.device_count()} CUDA device(s) are visible")
-    elif dev.type == "mps" and not torch.backends.mps.is_available():
-        fail(f"{flag}: {device!r} asked for, but MPS is not available on this machine")
-    elif dev.type not in ("cpu", "cuda", "mps"):
-        fail(f"{flag}: device type {dev.type!r} is not supported; use cpu, cuda or mps")
-    return dev
+    return option(flag, check_available, "device", device) or torch.device("cpu")
 
 
 def writable_dir(flag: str, path: str | Path) -> Path:
@@ -99,10 +89,19 @@ def writable_file(flag: str, path: str | Path) -> Path:
     return target
 
 
+def unexpected(err: Exception) -> str:
+    """One line for an error no check foresaw: its type, the file it concerns (``OSError``) and its first line."""
+    where = f" {err.filename!r}" if isinstance(err, OSError) and err.filename else ""
+    what = err.strerror if isinstance(err, OSError) and err.strerror else first_line(err)
+    return f"{type(err).__name__}{where}: {what}"
+
+
 class OneLineErrors(TyperGroup):
     """The command group: click's usage errors (bad type, unknown option) become one ``Error:`` line, exit 2.
 
     typer/click print a usage block or a boxed panel for them; the shared format keeps every bad option one line.
+    An error no check foresaw (a truncated weights file, a disk that fills up) is one ``Error:`` line too, naming
+    its type and, for a file error, the file, with exit code 1; ``SDESOLVE_TRACEBACK=1`` shows the traceback.
     """
 
     def main(
@@ -121,10 +120,15 @@ class OneLineErrors(TyperGroup):
             message = err.format_message().strip()
             typer.echo(f"Error: {message.splitlines()[0] if message else type(err).__name__}", err=True)
             sys.exit(err.exit_code)
-        except click_errors.Abort:
+        except typer.Abort:  # typer's public Abort: click's own class, or typer's copy where typer vendors click
             if not standalone_mode:
                 raise
             typer.echo("Aborted!", err=True)
+            sys.exit(1)
+        except Exception as err:
+            if not standalone_mode or os.environ.get("SDESOLVE_TRACEBACK"):
+                raise
+            typer.echo(f"Error: {unexpected(err)}", err=True)
             sys.exit(1)
         if not standalone_mode:
             return code

@@ -23,6 +23,7 @@ import typer
 
 from ..digits import load_digits_data, load_digits_model, save_grid
 from ..digits_conditional import NUM_CLASSES, label_metrics, load_conditional_digits_model
+from ..durable import atomic_open, atomic_write
 from ..sde import get_sde
 from ._run import dtype_name, run_config, run_sampler
 
@@ -116,9 +117,10 @@ def sample_digits_guided(
               "dtype": dtype_name(dtype), "eps": eps}  # fmt: skip
     result = {"config": config, "metrics": runs}
     out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write(out / "metrics.json", json.dumps(result, indent=2) + "\n")
     stacked = torch.stack(samples)  # [scales, labels, n, 1, 8, 8]
-    np.save(out / "samples.npy", stacked.numpy())
+    with atomic_open(out / "samples.npy") as f:
+        np.save(f, stacked.numpy())
     for k, label in enumerate(labels):
         rows = max(1, 64 // len(scales)) if len(scales) > 1 else 64
         save_grid(torch.cat([s[k, :rows] for s in samples]), out / f"label_{label}.png", columns=16)
@@ -147,7 +149,8 @@ def _plot_sweep(runs: list[dict], path: Path, kind: str) -> None:
     b.set(xlabel="guidance scale w", ylabel="FD / floor (per label)", yscale="log", title="Fréchet distance")
     b.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
+    with atomic_open(path) as f:
+        fig.savefig(f, format=Path(path).suffix.lstrip(".") or "png")
     plt.close(fig)
 
 

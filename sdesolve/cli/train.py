@@ -1,7 +1,8 @@
 """``sdesolve train --problem digits``: train the digits UNet (VP SDE, ε-prediction, EMA) and save its weights.
 
 Writes ``digits.safetensors`` (UNet EMA weights and the feature classifier, float16) and ``digits.json``
-(configs, loss curve, wall time) to ``--out``; the package ships the result of the default run. Every
+(configs, loss curve, wall time) to ``--out`` (default ``sdesolve-train/`` in the working directory: never the
+installed package's data folder, whose shipped weights are the result of the default run). Every
 ``--checkpoint-every`` steps the whole training state goes to ``--out``/``checkpoint.pt`` (atomically); ``--resume``
 continues a killed run from it, to the same weights bit for bit on the CPU, and it is removed once the weights are
 written.
@@ -15,12 +16,13 @@ import torch
 import typer
 
 from .._utils import check_choice, check_int
-from ..digits import CHECKPOINT_EVERY, MODEL_SDES, WEIGHTS_PATH, save_digits, train_digits, weights_path
-from ._common import option
+from ..digits import CHECKPOINT_EVERY, MODEL_SDES, save_digits, train_digits, weights_path
+from ._common import option, writable_dir
 
 CHECKPOINT = "checkpoint.pt"
 
 PROBLEMS = ("digits", "digits_conditional")
+DEFAULT_OUT = "sdesolve-train"
 
 
 def train(
@@ -39,13 +41,15 @@ def train(
     threads: int = typer.Option(2, help="Torch CPU threads."),
     sde: str = typer.Option("vp", help="SDE and parameterisation: vp (ε-prediction) or rectified_flow (velocity)."),
     out: str = typer.Option(
-        str(WEIGHTS_PATH.parent), help="Output folder for the weights (digits[_<sde>].safetensors, .json)."
+        DEFAULT_OUT, help="Output folder for the weights (digits[_<sde>].safetensors, .json); created if needed."
     ),
     checkpoint_every: int = typer.Option(CHECKPOINT_EVERY, help=f"Steps between checkpoints (--out/{CHECKPOINT})."),
     resume: bool = typer.Option(False, "--resume", help=f"Continue the run whose {CHECKPOINT} is in --out."),
 ) -> None:
     """Train the digits UNet on scikit-learn's digits and save it (the shipped weights come from the defaults)."""
     option("--checkpoint-every", check_int, "checkpoint_every", checkpoint_every)
+    option("--threads", check_int, "threads", threads)
+    writable_dir("--out", out)  # before training: an unwritable folder found after an hour of training loses it
     try:
         check_choice("problem", problem, PROBLEMS)
         torch.set_num_threads(threads)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import numpy as np
 import typer
 
+from ..durable import atomic_open, atomic_write
 from ..verify import SuiteRow, run_suite
 from ._common import writable_file
 
@@ -43,7 +44,8 @@ def _plot(rows: list[SuiteRow], path: Path) -> None:
         if ax.lines:
             ax.legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_open(path) as f:
+        fig.savefig(f, format=Path(path).suffix.lstrip(".") or "png", dpi=120)
     plt.close(fig)
 
 
@@ -90,7 +92,7 @@ def _verify_correctors(quick: bool, json_path: Path | None, plot: Path | None) -
     typer.echo(f"{len(rows) + 2 - len(failed)}/{len(rows) + 2} passed in {elapsed:.1f} s")
     if json_path is not None:
         payload = {"quick": quick, "seconds": elapsed, "bias": [r.as_dict() for r in rows], "grid_rule": studies}
-        json_path.write_text(json.dumps(payload, indent=2))
+        atomic_write(json_path, json.dumps(payload, indent=2))
     if plot is not None:
         plot_bias(rows, plot)
     if failed:
@@ -125,7 +127,7 @@ def verify(
     )
     if json_path is not None:
         payload = {"quick": quick, "seconds": elapsed, "rows": [r.as_dict() for r in rows]}
-        json_path.write_text(json.dumps(payload, indent=2))
+        atomic_write(json_path, json.dumps(payload, indent=2))
     if plot is not None:
         _plot(rows, plot)
     if failed:

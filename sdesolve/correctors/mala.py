@@ -74,7 +74,7 @@ class MALACorrector(StateFreeLangevin):
             )
         if acceptance is not None and not isinstance(acceptance, AcceptanceLog):
             raise TypeError(f"acceptance must be an AcceptanceLog or None, got {acceptance!r}")
-        self.log_prob_fn = log_prob_fn
+        self.log_prob_fn = _checked_log_prob(log_prob_fn)
         self.acceptance = acceptance
         self.nfe = self.n_steps + 1
 
@@ -101,3 +101,23 @@ class MALACorrector(StateFreeLangevin):
             x, x_mean, grad = torch.where(keep, y, x), torch.where(keep, y_mean, x), torch.where(keep, grad_y, grad)
             logp = torch.where(accept, logp_y, logp)
         return x, x_mean
+
+
+def _checked_log_prob(log_prob_fn: Callable[[Tensor, Tensor], Tensor]) -> Callable[[Tensor, Tensor], Tensor]:
+    """``log_prob_fn`` checked on every call to return a ``[B]`` tensor (a float or a ``[B, 1]`` would broadcast into
+    the acceptance ratio) and on its first call to be finite (a NaN log-density rejects every proposal silently)."""
+    checked = False
+
+    def call(x: Tensor, t: Tensor) -> Tensor:
+        nonlocal checked
+        logp = log_prob_fn(x, t)
+        if not isinstance(logp, Tensor) or logp.shape != x.shape[:1]:
+            got = tuple(logp.shape) if isinstance(logp, Tensor) else type(logp).__name__
+            raise ValueError(f"MALACorrector's log_prob_fn must return a tensor of shape [B]=[{x.shape[0]}], got {got}")
+        if not checked:
+            if not bool(torch.isfinite(logp).all()):  # one host sync, on the first call only
+                raise FloatingPointError("MALACorrector's log_prob_fn returned non-finite values (NaN or inf)")
+            checked = True
+        return logp
+
+    return call

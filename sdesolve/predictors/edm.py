@@ -5,7 +5,7 @@ from __future__ import annotations
 from .._utils import check_positive
 from ..sde import SDE
 from ..solvers.edm import edm_stochastic
-from .programs import ProgramPredictor
+from .programs import ProgramPredictor, check_window
 
 __all__ = ["EDMStochastic"]
 
@@ -36,6 +36,8 @@ class EDMStochastic(ProgramPredictor):
         self.s_tmin = check_positive("s_tmin", s_tmin, strict=False)
         self.s_tmax = None if s_tmax is None else check_positive("s_tmax", s_tmax)
         self.s_noise = check_positive("s_noise", s_noise, strict=False)
+        if self.churn > 0:  # a window that holds no noise level would make the churn a silent no-op
+            check_window(self.sde, "s_tmin", self.s_tmin, "s_tmax", self.s_tmax)
 
     def program(self, sched, denoise):
         return edm_stochastic(sched, self.churn, self.s_tmin, self.s_tmax, self.s_noise)

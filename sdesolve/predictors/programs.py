@@ -20,7 +20,20 @@ from ..solvers.noise import NoiseSource, StepNoise
 from ..solvers.programs import IntervalProgram, ProgramKernel, Schedule, check_data_end
 from .base import Predictor
 
-__all__ = ["ProgramPredictor"]
+__all__ = ["ProgramPredictor", "check_window"]
+
+
+def check_window(sde: SDE, lo_name: str, lo: float, hi_name: str, hi: float | None) -> None:
+    r"""A noise-level window ``[lo, hi]`` (EDM's churn, Restart's) that can act: ``lo < hi`` and ``lo`` below the
+    SDE's largest level $\tilde\sigma(T)$ (``hi=None``: no upper end)."""
+    if hi is not None and lo >= hi:
+        raise ValueError(f"{lo_name} must be < {hi_name}, got {lo_name}={lo!r}, {hi_name}={hi!r}: the window is empty")
+    top = float(sde.noise_level(torch.tensor([sde.T], dtype=torch.float64))[0])
+    if lo >= top:
+        raise ValueError(
+            f"{lo_name}={lo!r} is at or above the largest noise level of {sde!r} (sigma~(T) = {top:.6g}): the window "
+            "holds no step"
+        )
 
 
 class _StepDraws(NoiseSource):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from .._utils import check_int, check_positive
 from ..sde import SDE
 from ..solvers.restart import restart
-from .programs import ProgramPredictor
+from .programs import ProgramPredictor, check_window
 
 __all__ = ["Restart"]
 
@@ -38,6 +38,7 @@ class Restart(ProgramPredictor):
         super().__init__(sde)
         self.s_min, self.s_max = check_positive("s_min", s_min), check_positive("s_max", s_max)
         self.restarts, self.inner_steps = check_int("restarts", restarts), check_int("inner_steps", inner_steps)
+        check_window(self.sde, "s_min", self.s_min, "s_max", self.s_max)  # else the restarts never happen
 
     def program(self, sched, denoise):
         return restart(sched, self.s_min, self.s_max, self.restarts, self.inner_steps)

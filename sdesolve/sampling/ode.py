@@ -81,11 +81,13 @@ def ode_sample(
         Samples ``[B, *event]`` at ``eps`` (and the info dict with ``return_info``).
     """
     check_choice("method", method, ODE_METHODS)
-    eps = check_positive("eps", eps)
     linear = require_linear(sde, "the probability flow (ode_sample)")
+    eps = check_positive("eps", eps)
+    if eps >= sde.T:  # dopri5 would return x_init, scipy integrate past T
+        raise ValueError(f"eps must be < T={sde.T}, got eps={eps!r}")
     execution = execution_mode("ode_sample", execution, legacy)
-    if execution == "cuda_graph" and method not in FIXED_STEP:
-        raise ValueError(f"execution='cuda_graph' applies to the fixed-step methods, not method={method!r}")
+    if execution != "eager" and method not in FIXED_STEP:  # the adaptive methods would silently run eagerly
+        raise ValueError(f"execution={execution!r} applies to the fixed-step methods, not method={method!r}")
     r = prepare(
         "ode_sample", sde, score_fn, shape, grid=fixed_grid(sde, method, steps, grid, eps), x_init=x_init,
         generator=generator, seeds=seeds, device=device, dtype=dtype, execution=execution, noisy=False,

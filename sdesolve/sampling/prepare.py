@@ -17,8 +17,9 @@ import torch
 from torch import Tensor
 
 from .._utils import (
+    check_all_finite,
+    check_available,
     check_choice,
-    check_device,
     check_float_dtype,
     check_generator,
     check_int,
@@ -58,7 +59,7 @@ loop captured once as a CUDA graph and replayed (bitwise equal to eager)."""
 
 def checked_score(score_fn: ScoreFn, *, differentiable: bool = False) -> ScoreFn:
     """Wrap ``score_fn`` with checks of its first call: a clear error when it fails on the state's shape, then its
-    output's shape, dtype and device (and, with ``differentiable``, that it depends on ``x`` through autograd).
+    output's shape, dtype, device and finiteness (and, with ``differentiable``, that it depends on ``x`` through autograd).
 
     The loop updates ``x`` in place, so a score that returns ``x`` itself (or a view of it) is copied from then on;
     later calls pay one flag test. No extra evaluation: the checks read the run's own first call. A score that
@@ -90,6 +91,12 @@ def _checked(fn: ScoreFn, name: str, differentiable: bool) -> ScoreFn:
                 f"is x shaped like the model's data? ({type(err).__name__}: {err})"
             ) from err
         check_like(name, s, x)
+        if not bool(torch.isfinite(s).all()):  # one host sync, on the first call only
+            raise FloatingPointError(
+                f"{name} returned non-finite values (NaN or inf) on its first call, at step 0 (x of shape "
+                f"{tuple(x.shape)}, t = {t if not isinstance(t, Tensor) else t.flatten()[:4].tolist()}); check the "
+                "model or score"
+            )
         if differentiable and x.requires_grad and not s.requires_grad:
             raise TypeError(
                 f"{name}'s output does not depend on x through autograd (computed under torch.no_grad() or "
@@ -105,9 +112,11 @@ def initial_state(sde: SDE, shape, x_init, generator, device, dtype, seeds=None)
     """The start state at T, owned by the sampler (``x_init`` is copied, never updated in place), and the keyed
     draws of ``seeds`` on its device (None without seeds; the prior is then drawn from them)."""
     shape = check_shape("shape", shape)
-    device, generator = check_device("device", device), check_generator("generator", generator)
+    device, generator = check_available("device", device), check_generator("generator", generator)
     dtype = None if dtype is None else check_float_dtype("dtype", dtype)
-    x_init = None if x_init is None else check_sample("x_init", x_init)
+    if x_init is not None:  # a NaN start would surface steps later as the score's or the solver's fault
+        x_init = check_all_finite("x_init", check_sample("x_init", x_init))
+        check_available("x_init.device", x_init.device)
     home = device or (torch.empty(0).device if x_init is None else x_init.device)  # where the state will live
     keyed = seeds_for(seeds, shape, generator, home)
     if x_init is not None:

@@ -58,7 +58,7 @@ def adaptive_sde_solve(
     safety: float = 0.9,
     exponent: float = 0.9,
     w: Callable[[Tensor], Tensor] | None = None,
-    max_iterations: int = 100_000,
+    max_iterations: int = 10_000,
 ) -> tuple[Tensor, dict]:
     """Solve the reverse SDE from ``t0`` down to ``t1`` (``x`` is not modified).
 

@@ -22,6 +22,7 @@ import inspect
 import warnings
 from collections.abc import Callable
 
+import torch
 from torch import Tensor
 
 from ..sde import SDE
@@ -111,12 +112,38 @@ def step_protocol(step: Callable, stream: int, cls: str = "step") -> Callable:
     @functools.wraps(step)
     def wrapped(self, x, t, *args, noise=None, **kwargs):
         t_next, score_fn, noise = _bind(type(self).__name__, stream, args, kwargs, noise)
+        if stream == PREDICTOR:
+            _check_order(type(self).__name__, t, t_next)
         if body is not None:
             return body(self, x, t, t_next, score_fn, noise)
         return step(self, x, t, t_next, score_fn, noise=noise)
 
     wrapped.__step_protocol__ = True
     return wrapped
+
+
+def _check_order(cls: str, t: object, t_next: object) -> None:
+    """A predictor steps backwards in time: ``t_next < t`` for every sample (a forward or zero step returned a number,
+    NaN for ImprovedEuler). Checked where it costs no device sync: Python numbers and CPU tensors (the sampling
+    entry points check their grids once, on any device)."""
+    if isinstance(t, Tensor) and t.device.type != "cpu" or isinstance(t_next, Tensor) and t_next.device.type != "cpu":
+        return
+    try:
+        t0, t1 = torch.as_tensor(t, dtype=torch.float64), torch.as_tensor(t_next, dtype=torch.float64)
+        backwards = bool((t1 < t0).all())
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(
+            f"{cls}.step: t and t_next must be numbers or [B] tensors, got t={t!r}, t_next={t_next!r}"
+        ) from None
+    if not backwards:
+        raise ValueError(
+            f"{cls}.step goes from t to an earlier t_next (t_next < t), got t=[{_head(t0)}], t_next=[{_head(t1)}]"
+        )
+
+
+def _head(v: Tensor) -> str:
+    """The first four entries of ``v``, for a message."""
+    return ", ".join(f"{float(u):.6g}" for u in v.flatten()[:4])
 
 
 class Step(abc.ABC):

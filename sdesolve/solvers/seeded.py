@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -131,6 +132,8 @@ def seeds_for(seeds, shape, generator: torch.Generator | None, device) -> KeyedN
 
 def sample_seeds(seed: int, indices: Tensor) -> Tensor:
     """Per-sample seeds of a run seeded ``seed``: ``mix64(stream_key(seed) + index)``, int64 like ``indices``."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):  # int(2.7) would silently be seed 2
+        raise TypeError(f"seed must be an int, got {seed!r}")
     return mix64(indices.to(torch.int64) + stream_key(seed))
 
 

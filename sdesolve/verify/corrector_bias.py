@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -42,6 +43,7 @@ from ..correctors import (
     NoCorrector,
     get_corrector,
 )
+from ..durable import atomic_open
 from ..grids import uniform_grid
 from ..predictors import Predictor, get_predictor
 from ..sampling import pc_sample
@@ -550,5 +552,6 @@ def plot_bias(rows: Sequence[BiasRow], path) -> None:
         ax.plot(lim, lim, "k--", lw=0.8)
         ax.set(xlabel="predicted V/v - 1", ylabel="measured V/v - 1", title=f"rule = {rule}")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_open(path) as f:
+        fig.savefig(f, format=Path(path).suffix.lstrip(".") or "png", dpi=110)
     plt.close(fig)
