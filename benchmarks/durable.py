@@ -44,8 +44,8 @@ def _sampler(problem: str, steps: int, ode: bool = False, method: str = "dopri5"
     else:
         score, event = ring_mixture(torch.float32).score_fn(sde), (2,)
     return chunk_sampler(sde, score, event, ode=ode, method=method, predictor="reverse_diffusion",
-                         corrector="langevin", steps=steps, snr=0.16, eps=1e-3, device="cpu",
-                         dtype=torch.float32)  # fmt: skip
+                         corrector="langevin", steps=steps, snr=0.16, eps=1e-3, grid="uniform",
+                         lower_order_final=False, device="cpu", dtype=torch.float32)  # fmt: skip
 
 
 def overhead(cases: list[dict], repeats: int) -> list[dict]:
