@@ -17,7 +17,7 @@ import typer
 
 from .._utils import check_choice, check_int
 from ..digits import CHECKPOINT_EVERY, MODEL_SDES, save_digits, train_digits, weights_path
-from ._common import option, writable_dir
+from ._common import fail, option, writable_dir
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -50,6 +50,8 @@ def train(
     option("--checkpoint-every", check_int, "checkpoint_every", checkpoint_every)
     option("--threads", check_int, "threads", threads)
     writable_dir("--out", out)  # before training: an unwritable folder found after an hour of training loses it
+    if resume and not (Path(out) / CHECKPOINT).is_file():
+        fail(f"--resume: nothing to resume: no checkpoint at {str(Path(out) / CHECKPOINT)!r}")
     try:
         check_choice("problem", problem, PROBLEMS)
         torch.set_num_threads(threads)

@@ -112,7 +112,9 @@ def step_protocol(step: Callable, stream: int, cls: str = "step") -> Callable:
     @functools.wraps(step)
     def wrapped(self, x, t, *args, noise=None, **kwargs):
         t_next, score_fn, noise = _bind(type(self).__name__, stream, args, kwargs, noise)
-        if stream == PREDICTOR:
+        if stream == PREDICTOR and getattr(
+            self, "stochastic", True
+        ):  # a probability-flow step is reversible: either way is valid
             _check_order(type(self).__name__, t, t_next)
         if body is not None:
             return body(self, x, t, t_next, score_fn, noise)
@@ -123,9 +125,10 @@ def step_protocol(step: Callable, stream: int, cls: str = "step") -> Callable:
 
 
 def _check_order(cls: str, t: object, t_next: object) -> None:
-    """A predictor steps backwards in time: ``t_next < t`` for every sample (a forward or zero step returned a number,
-    NaN for ImprovedEuler). Checked where it costs no device sync: Python numbers and CPU tensors (the sampling
-    entry points check their grids once, on any device)."""
+    """A stochastic predictor steps backwards in time: ``t_next < t`` for every sample (a forward or zero step
+    returned a number, NaN for ImprovedEuler); deterministic (probability-flow) steps may go either way, as
+    likelihoods integrate them forward. Checked where it costs no device sync: Python numbers and CPU tensors (the
+    sampling entry points check their grids once, on any device)."""
     if isinstance(t, Tensor) and t.device.type != "cpu" or isinstance(t_next, Tensor) and t_next.device.type != "cpu":
         return
     try:
@@ -137,7 +140,7 @@ def _check_order(cls: str, t: object, t_next: object) -> None:
         ) from None
     if not backwards:
         raise ValueError(
-            f"{cls}.step goes from t to an earlier t_next (t_next < t), got t=[{_head(t0)}], t_next=[{_head(t1)}]"
+            f"{cls}.step must go backwards in time (t_next < t), got t=[{_head(t0)}], t_next=[{_head(t1)}]"
         )
 
 
