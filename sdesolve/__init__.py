@@ -7,7 +7,9 @@ from .adapters import (
     score_from_denoiser,
     score_from_eps,
     score_from_sigma_model,
+    score_from_velocity,
     score_from_x0,
+    velocity_from_score,
 )
 from .analytic import Gaussian, GaussianMixture, GuidedGaussian, MultivariateGaussian, MultivariateGaussianMixture
 from .conditional import (
@@ -35,7 +37,7 @@ from .correctors import (
 from .grids import cosine_grid, karras_grid, log_sigma_grid, make_grid, uniform_grid
 from .guidance import GuidedScore, cfg_one_model, cfg_score, classifier_guidance, interval_grid
 from .likelihood import DIVERGENCES, bits_per_dim, dequantization_offset, log_likelihood
-from .losses import dsm_loss, dsm_losses, ema
+from .losses import dsm_loss, dsm_losses, ema, flow_matching_loss, flow_matching_losses
 from .predictors import (
     PREDICTORS,
     AncestralSampling,
@@ -53,7 +55,20 @@ from .predictors import (
     get_predictor,
 )
 from .sampling import EXECUTIONS, ODE_METHODS, StepHook, ode_sample, pc_sample, sde_adaptive_sample
-from .sde import SDE, SDES, VESDE, VPSDE, LinearSDE, ReverseSDE, SubVPSDE, get_sde
+from .sde import (
+    EDMSDE,
+    SDE,
+    SDES,
+    VESDE,
+    VPSDE,
+    CosineSDE,
+    InterpolantSDE,
+    LinearSDE,
+    RectifiedFlowSDE,
+    ReverseSDE,
+    SubVPSDE,
+    get_sde,
+)
 
 __version__ = "0.1.0"
 
@@ -63,6 +78,10 @@ __all__ = [
     "VESDE",
     "VPSDE",
     "SubVPSDE",
+    "RectifiedFlowSDE",
+    "CosineSDE",
+    "EDMSDE",
+    "InterpolantSDE",
     "ReverseSDE",
     "SDES",
     "get_sde",
@@ -130,7 +149,23 @@ __all__ = [
     "DDPMTimeMap",
     "score_from_denoiser",
     "denoiser_from_score",
+    "score_from_velocity",
+    "velocity_from_score",
     "dsm_loss",
     "dsm_losses",
+    "flow_matching_loss",
+    "flow_matching_losses",
     "ema",
 ]
+
+_DIFFUSERS_MODELS = ("score_from_unet", "vp_sde_from_ddpm")
+"""Names of `sdesolve.diffusers_models` (which needs diffusers) reachable from the package root on first use, so
+``from sdesolve import score_from_unet`` works while ``import sdesolve`` never imports diffusers."""
+
+
+def __getattr__(name: str):
+    if name in _DIFFUSERS_MODELS:
+        from . import diffusers_models
+
+        return getattr(diffusers_models, name)
+    raise AttributeError(f"module 'sdesolve' has no attribute {name!r}")

@@ -203,3 +203,17 @@ def test_k_diffusion_heun_on_our_denoiser_converges_at_order_2_to_the_exact_flow
         x = kd.sample_heun(denoiser, x_T / alpha_T, sigmas, disable=True) * alpha_eps
         errors.append(float((x - exact).abs().max()))
     assert abs(fit_order(steps, errors).slope - 2.0) < 0.15, errors
+
+
+def test_score_from_unet_is_reachable_from_the_root_without_importing_diffusers_early():
+    # `import sdesolve` must not import diffusers (an optional extra); the root name resolves on first use
+    import subprocess
+    import sys
+
+    code = ("import sys, sdesolve; assert 'diffusers' not in sys.modules; from sdesolve import score_from_unet, "
+            "vp_sde_from_ddpm; assert score_from_unet.__module__ == 'sdesolve.diffusers_models'")  # fmt: skip
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+    with pytest.raises(AttributeError, match="no attribute 'score_from_nothing'"):
+        import sdesolve
+
+        sdesolve.score_from_nothing  # noqa: B018
