@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from functools import partial
 from pathlib import Path
 
 import torch
@@ -27,7 +26,7 @@ from sdesolve import EulerMaruyama, Gaussian, ImprovedEuler, get_sde, ode_sample
 from sdesolve.adapters import score_from_velocity, velocity_from_score
 from sdesolve.problems import gaussian_data
 from sdesolve.solvers.ode import FEW_STEP
-from sdesolve.verify.few_step import sde_weak_errors
+from sdesolve.verify.few_step import affine_law_error, sde_weak_errors
 
 from .few_step import gaussian_errors, mixture_errors, nfe_to
 
@@ -99,14 +98,6 @@ def w_family(schedules=SCHEDULES, family=W_FAMILY, steps=W_STEPS) -> list[dict]:
     return rows
 
 
-def _probe_error(run, data) -> float:
-    """max(|var err|, |mean err|/std) of a deterministic loop ``run(x_T) -> x_0`` on N(0, I) starts, exactly: the loop
-    is affine in its start on an affine score, so two probe rows give y = a x_T + b (as in `benchmarks.few_step`)."""
-    y = run(torch.stack([torch.zeros(2), torch.ones(2)]).to(torch.float64))
-    a, b = y[1] - y[0], y[0]
-    return max(float((a**2 / data.var - 1).abs().max()), float(((b - data.mean).abs() / data.std).max()))
-
-
 def diffusers_flow(n: int = 100_000, steps=(4, 8, 16, 32, 64, 128)) -> dict | None:
     """diffusers' flow schedulers on the exact rectified-flow velocity of the Gaussian, beside ours."""
     try:
@@ -126,6 +117,7 @@ def diffusers_flow(n: int = 100_000, steps=(4, 8, 16, 32, 64, 128)) -> dict | No
         return x
 
     score = score_from_velocity(model, sde, time_scale=1000)
+    prior = data.marginal(sde, sde.T)  # N(0, I): every loop starts at σ = 1 and ends at σ = 0, the data
     parity = []
     for shift in (1.0, 3.0):
         sch = FlowMatchEulerDiscreteScheduler(shift=shift)
@@ -147,7 +139,8 @@ def diffusers_flow(n: int = 100_000, steps=(4, 8, 16, 32, 64, 128)) -> dict | No
         for k in steps:
             sch = make()
             sch.set_timesteps(k)
-            rows.append({"sampler": label, "nfe": len(sch.timesteps), "error": _probe_error(partial(loop, sch), data)})
+            y = loop(sch, torch.stack([torch.zeros(2), torch.ones(2)]).to(torch.float64))  # probe rows x_T = 0, 1
+            rows.append({"sampler": label, "nfe": len(sch.timesteps), "error": affine_law_error(y, prior, data)})
             print(json.dumps(rows[-1]), flush=True)
     for k in steps:  # the stochastic step draws fresh noise: Monte Carlo, n samples
         sch = FlowMatchEulerDiscreteScheduler(stochastic_sampling=True)

@@ -13,6 +13,7 @@ from sdesolve.grids import make_grid, shift_grid
 from sdesolve.problems import gaussian_data
 from sdesolve.sde import EDMSDE, CosineSDE, InterpolantSDE, LinearSDE, RectifiedFlowSDE
 from sdesolve.verify import fit_order
+from sdesolve.verify.few_step import affine_law_error
 
 F = torch.float64
 FLOWS = {"rectified_flow": RectifiedFlowSDE(), "cosine": CosineSDE()}
@@ -123,9 +124,7 @@ def _probe_error(sde, method, grid, steps, eps=1e-3):
     probes = torch.stack([torch.zeros(2), torch.ones(2)]).to(F)
     y, info = S.ode_sample(sde, data.score_fn(sde), (2, 2), method=method, steps=steps, grid=grid, eps=eps,
                            x_init=probes, return_info=True)  # fmt: skip
-    a, b = y[1] - y[0], y[0]
-    m, v = a * p_t.mean + b, a**2 * p_t.std**2
-    return max(float((v / p_eps.std**2 - 1).abs().max()), float(((m - p_eps.mean) / p_eps.std).abs().max())), info
+    return affine_law_error(y, p_t, p_eps), info
 
 
 NON_UNIFORM = [  # (sde, method, grid, claimed order); unipc_p is p + 1 with its corrector

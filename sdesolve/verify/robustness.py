@@ -26,6 +26,7 @@ from ..problems import gaussian_data
 from ..sampling import ode_sample, pc_sample
 from ..sde import SDES, get_sde
 from ..solvers.ode import FIXED_STEP
+from .few_step import affine_law_error
 
 __all__ = ["Cell", "METHODS", "STEPS", "DTYPES", "run_cell", "robustness_matrix", "error_falls", "summary_table"]
 
@@ -109,17 +110,10 @@ def run_cell(kind: str, method: str, sde_name: str, steps: int, dtype: torch.dty
         failures.append(f"nfe {info['nfe']} != {calls[0]} counted calls")
     if not bool((grid[1:] < grid[:-1]).all()):
         failures.append("grid not strictly decreasing")
-    error = _probe_error(x.double(), data, sde, eps) if deterministic and not failures else None
+    exact = data.marginal(sde, sde.T), data.marginal(sde, eps)
+    error = affine_law_error(x.double(), *exact) if deterministic and not failures else None
     outcome = "failed" if failures else "ok"
     return Cell(**common, outcome=outcome, nfe=info["nfe"], calls=calls[0], error=error, message="; ".join(failures))
-
-
-def _probe_error(x: Tensor, data, sde, eps: float) -> float:
-    """max(|var err|, |mean err|/std) at eps from the probe rows: y = a x_T + b with x_T ~ p_T exactly."""
-    p_t, p_eps = data.marginal(sde, sde.T), data.marginal(sde, eps)
-    a, b = x[1] - x[0], x[0]
-    m, v = a * p_t.mean + b, a**2 * p_t.std**2
-    return max(float((v / p_eps.std**2 - 1).abs().max()), float(((m - p_eps.mean) / p_eps.std).abs().max()))
 
 
 def robustness_matrix(
